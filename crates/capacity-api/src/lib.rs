@@ -1,0 +1,102 @@
+//! The HTTP API (axum). [`router`] builds the whole service from an
+//! [`AppState`]: one module per resource with thin handlers that parse input
+//! into domain types ([`extract`]), authenticate ([`auth`]), call the store
+//! and shape the answer; every failure is an [`error::ApiError`] rendered as
+//! problem+json.
+#![forbid(unsafe_code)]
+
+pub mod allocations;
+pub mod auth;
+pub mod clock;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod extract;
+mod middleware;
+pub mod page;
+pub mod params;
+pub mod pools;
+pub mod usage;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use capacity_store::Store;
+use std::sync::Arc;
+
+pub use clock::Clock;
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/capacity", get(pools::list).post(pools::create))
+        .route(
+            "/capacity/allocations",
+            get(allocations::list).post(allocations::create),
+        )
+        .route("/capacity/allocations/{id}", get(allocations::get))
+        .route("/capacity/usage", post(usage::ingest))
+        .route("/capacity/{id}", get(pools::get))
+        .route(
+            "/capacity/{id}/adjustments",
+            get(pools::list_adjustments).post(pools::adjust),
+        )
+        .route("/events", get(events::list))
+        .route("/events/{id}", get(events::get));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(middleware::problems_and_ids))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            error::ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is not reachable",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, letting
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,220 @@
+//! `spawn_app()`: the real router on a random port, over a fresh database
+//! with the seed dataset and a pinned clock, plus a token of every kind.
+#![allow(dead_code)]
+
+use capacity_api::auth::{generate_secret, hash_secret};
+use capacity_api::{AppState, Clock};
+use capacity_domain::{Instant, OrgId, WorkspaceId};
+use capacity_store::{Access, NewToken, Store, TokenKind};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const NOW: &str = "2026-04-15T06:00:00Z";
+pub const ORG: &str = "ORG-26-090500";
+pub const WS: &str = "WS-26-000021";
+pub const OTHER_ORG: &str = "ORG-26-000777";
+
+pub struct Tokens {
+    pub platform: String,
+    pub platform_read: String,
+    pub org_write: String,
+    pub org_read: String,
+    /// ORG-26-090500, narrowed to a workspace that is not the seed's.
+    pub org_other_workspace: String,
+    pub other_org: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub tokens: Tokens,
+    pub clock: Clock,
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn at(s: &str) -> Instant {
+    Instant::parse(s).unwrap()
+}
+
+async fn mint(
+    store: &dyn Store,
+    kind: TokenKind,
+    org: Option<&str>,
+    ws: &[&str],
+    access: Access,
+) -> String {
+    let secret = generate_secret();
+    store
+        .create_token(
+            NewToken {
+                kind,
+                organization_id: org.map(|o| OrgId::parse(o).unwrap()),
+                workspaces: ws.iter().map(|w| WorkspaceId::parse(w).unwrap()).collect(),
+                access,
+                hash: hash_secret(&secret),
+            },
+            at(NOW),
+        )
+        .await
+        .unwrap();
+    secret
+}
+
+/// A fresh app with the seed dataset loaded.
+pub async fn spawn_app() -> TestApp {
+    spawn(true).await
+}
+
+/// A fresh app on an empty database.
+pub async fn spawn_empty_app() -> TestApp {
+    spawn(false).await
+}
+
+async fn spawn(seed: bool) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(capacity_store_sqlite::SqliteStore::open(dir.path().join("test.db")).unwrap());
+    let clock = Clock::pinned(at(NOW));
+    if seed {
+        assert!(
+            capacity_api::demo::load(store.as_ref(), clock.now())
+                .await
+                .unwrap()
+        );
+    }
+    let s = store.as_ref();
+    let tokens = Tokens {
+        platform: mint(s, TokenKind::Platform, None, &[], Access::Write).await,
+        platform_read: mint(s, TokenKind::Platform, None, &[], Access::Read).await,
+        org_write: mint(s, TokenKind::Organization, Some(ORG), &[], Access::Write).await,
+        org_read: mint(s, TokenKind::Organization, Some(ORG), &[], Access::Read).await,
+        org_other_workspace: mint(
+            s,
+            TokenKind::Organization,
+            Some(ORG),
+            &["WS-26-000999"],
+            Access::Write,
+        )
+        .await,
+        other_org: mint(
+            s,
+            TokenKind::Organization,
+            Some(OTHER_ORG),
+            &[],
+            Access::Write,
+        )
+        .await,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+    };
+    tokio::spawn(capacity_api::serve(listener, state, std::future::pending()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        tokens,
+        clock,
+        store,
+        _dir: dir,
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        answer(req.send().await.unwrap()).await
+    }
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send("GET", path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send("POST", path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send("PATCH", path, Some(token), Some(body)).await
+    }
+}
+
+pub async fn answer(res: reqwest::Response) -> Answer {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Every field of `expected` is in `actual` with the same value (objects
+/// recursively; arrays element by element).
+pub fn assert_subset(actual: &Value, expected: &Value, path: &str) {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            for (k, ev) in e {
+                let av = a
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k} is missing in {actual}"));
+                assert_subset(av, ev, &format!("{path}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(
+                a.len(),
+                e.len(),
+                "{path}: array lengths differ: {actual} vs {expected}"
+            );
+            for (i, (av, ev)) in a.iter().zip(e).enumerate() {
+                assert_subset(av, ev, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(actual, expected, "{path}"),
+    }
+}
+
+/// Asserts a problem+json answer with this status and code.
+pub fn assert_problem(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "status of {}", a.body);
+    assert_eq!(
+        a.headers.get("content-type").map(|v| v.to_str().unwrap()),
+        Some("application/problem+json"),
+        "content type of {}",
+        a.body
+    );
+    assert_eq!(a.body["code"], code, "code of {}", a.body);
+    assert_eq!(a.body["status"], status);
+    assert!(
+        a.body["title"].is_string() && a.body["detail"].is_string() && a.body["type"].is_string()
+    );
+}

@@ -1,0 +1,76 @@
+//! Metering: per-record outcomes, de-duplication, and actual_last_week.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn record(id: &str, alloc: &str, q: serde_json::Value, at: &str) -> serde_json::Value {
+    json!({"id": id, "allocation_id": alloc, "quantity": q, "occurred_at": at})
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_record() {
+    let app = spawn_app().await;
+    let t = &app.tokens.platform;
+    let batch = json!({"records": [
+        record("r1", "ALLOC-26-000442", json!(2.5), "2026-04-14T10:00:00Z"),
+        record("r1", "ALLOC-26-000442", json!(2.5), "2026-04-14T10:00:00Z"),
+        record("r2", "ALLOC-26-999999", json!(1), "2026-04-14T10:00:00Z"),
+        record("r3", "ALLOC-26-000442", json!(1), "2026-04-16T10:00:00Z"),
+        record("r4", "ALLOC-26-000442", json!(1), "2025-01-01T10:00:00Z"),
+        record("r5", "ALLOC-26-000442", json!(-1), "2026-04-14T10:00:00Z"),
+        json!({"id": "r6"}),
+    ]});
+    let a = app.post("/v1/capacity/usage", t, batch).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &a.body["data"]["results"];
+    assert_eq!(r[0]["status"], "accepted");
+    assert_eq!(r[1]["status"], "duplicate");
+    assert_eq!(r[2]["code"], "unknown_allocation");
+    assert_eq!(r[3]["code"], "occurred_in_future");
+    assert_eq!(r[4]["code"], "too_old");
+    assert_eq!(r[5]["code"], "invalid_record");
+    assert_eq!(r[6]["status"], "rejected");
+    assert_eq!(a.body["data"]["accepted"], json!(1));
+    // The same id in a later batch still counts once.
+    let again = app.post("/v1/capacity/usage", t, json!({"records": [record("r1", "ALLOC-26-000442", json!(2.5), "2026-04-14T10:00:00Z")]})).await;
+    assert_eq!(again.body["data"]["results"][0]["status"], "duplicate");
+}
+
+#[tokio::test]
+async fn actual_last_week_counts_the_last_complete_iso_week() {
+    let app = spawn_app().await;
+    let t = &app.tokens.platform;
+    let batch = json!({"records": [
+        record("edge-last-second", "ALLOC-26-000441", json!(1), "2026-04-12T23:59:59Z"),
+        record("edge-this-week", "ALLOC-26-000441", json!(1), "2026-04-13T00:00:00Z"),
+    ]});
+    assert_eq!(app.post("/v1/capacity/usage", t, batch).await.status, 200);
+    let a = app.get("/v1/capacity/allocations/ALLOC-26-000441", t).await;
+    assert_eq!(a.body["data"]["actual_last_week"], json!(39.5));
+    assert_eq!(a.body["data"]["utilisation_percent"], json!(98.8));
+}
+
+#[tokio::test]
+async fn batches_are_bounded() {
+    let app = spawn_app().await;
+    let a = app
+        .post(
+            "/v1/capacity/usage",
+            &app.tokens.platform,
+            json!({"records": []}),
+        )
+        .await;
+    assert_problem(&a, 422, "validation_failed");
+    let many: Vec<_> = (0..1001)
+        .map(|i| record(&format!("x{i}"), "ALLOC-26-000441", json!(0.001), NOW))
+        .collect();
+    let a = app
+        .post(
+            "/v1/capacity/usage",
+            &app.tokens.platform,
+            json!({"records": many}),
+        )
+        .await;
+    assert_problem(&a, 422, "validation_failed");
+}

@@ -1,0 +1,248 @@
+//! The embedded SQLite backend of the storage contract.
+//!
+//! - One write connection owned by the [`writer`] thread, which groups
+//!   concurrent writes into one durable commit (WAL, `synchronous=FULL`).
+//! - A small pool of read connections used inline on the calling task: a
+//!   read of a few indexed rows takes microseconds, less than a hop to a
+//!   blocking thread would.
+//! - [`migrate`] applies the embedded migrations at open.
+//! - One module per resource holds its SQL: [`pools`], [`allocations`],
+//!   [`usage`], [`events`], [`tokens`].
+#![forbid(unsafe_code)]
+
+mod allocations;
+mod events;
+mod migrate;
+mod pools;
+mod sql;
+mod tokens;
+mod usage;
+mod writer;
+
+use async_trait::async_trait;
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{Adjustment, Allocation, Event, Pool};
+use capacity_domain::{AllocationId, Instant, PoolId};
+use capacity_store::{
+    AllocationFilter, EventFilter, NewAdjustment, NewAllocation, NewPool, NewToken, Page,
+    PageRequest, PoolFilter, Principal, Result, Scope, Store, StoreError, TokenRecord,
+    UsageOutcome, UsageRecord,
+};
+use rusqlite::Connection;
+use sql::DbResult;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use writer::Writer;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// The file path of a `sqlite://path` or `sqlite:path` URL.
+pub fn path_from_url(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    (!rest.is_empty()).then(|| PathBuf::from(rest))
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).db()?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .db()?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = connect(&path)?;
+        migrate::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            path,
+            writer: Writer::start(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn open_url(url: &str) -> Result<SqliteStore> {
+        let path = path_from_url(url)
+            .ok_or_else(|| StoreError::Internal(format!("not a SQLite URL: {url}")))?;
+        SqliteStore::open(path)
+    }
+
+    /// Runs `f` on a pooled read connection. Reads see the last commit.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.readers.lock().map(|mut v| v.pop()) {
+            Ok(Some(c)) => c,
+            _ => {
+                let c = connect(&self.path)?;
+                c.execute_batch("PRAGMA query_only = ON").db()?;
+                c
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut v) = self.readers.lock()
+            && v.len() < 16
+        {
+            v.push(conn);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).db())
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        self.read(|c| {
+            c.query_row("SELECT NOT EXISTS (SELECT 1 FROM pools)", [], |r| r.get(0))
+                .db()
+        })
+    }
+
+    async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE sequences SET next = max(next, ?1) WHERE prefix = ?2",
+                    rusqlite::params![next, prefix.as_str()],
+                )
+                .db()
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn create_token(&self, new: NewToken, now: Instant) -> Result<TokenRecord> {
+        self.writer
+            .write(move |c| tokens::create(c, new, now))
+            .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(tokens::list)
+    }
+
+    async fn revoke_token(&self, id: &str, now: Instant) -> Result<bool> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |c| tokens::revoke(c, &id, now))
+            .await
+    }
+
+    async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>> {
+        self.read(|c| tokens::authenticate(c, hash))
+    }
+
+    async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool> {
+        let scope = scope.clone();
+        self.writer
+            .write(move |c| pools::create(c, &scope, new, now))
+            .await
+    }
+
+    async fn get_pool(&self, scope: &Scope, id: &PoolId, now: Instant) -> Result<Pool> {
+        self.read(|c| pools::load(c, scope, id, now).map(|p| p.1))
+    }
+
+    async fn list_pools(
+        &self,
+        scope: &Scope,
+        filter: PoolFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Pool>> {
+        self.read(|c| pools::list(c, scope, &filter, page, now))
+    }
+
+    async fn adjust_supply(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        adjustment: NewAdjustment,
+        now: Instant,
+    ) -> Result<(Adjustment, Pool)> {
+        let (scope, id) = (scope.clone(), id.clone());
+        self.writer
+            .write(move |c| pools::adjust(c, &scope, &id, adjustment, now))
+            .await
+    }
+
+    async fn list_adjustments(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        page: PageRequest,
+    ) -> Result<Page<Adjustment>> {
+        self.read(|c| pools::list_adjustments(c, scope, id, page))
+    }
+
+    async fn create_allocation(
+        &self,
+        scope: &Scope,
+        new: NewAllocation,
+        now: Instant,
+    ) -> Result<Allocation> {
+        let scope = scope.clone();
+        self.writer
+            .write(move |c| allocations::create(c, &scope, new, now))
+            .await
+    }
+
+    async fn get_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        now: Instant,
+    ) -> Result<Allocation> {
+        self.read(|c| allocations::load(c, scope, id, now).map(|a| a.1))
+    }
+
+    async fn list_allocations(
+        &self,
+        scope: &Scope,
+        filter: AllocationFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Allocation>> {
+        self.read(|c| allocations::list(c, scope, &filter, page, now))
+    }
+
+    async fn record_usage(
+        &self,
+        scope: &Scope,
+        records: Vec<UsageRecord>,
+        now: Instant,
+    ) -> Result<Vec<UsageOutcome>> {
+        let scope = scope.clone();
+        self.writer
+            .write(move |c| usage::record(c, &scope, records, now))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>> {
+        self.read(|c| events::list(c, scope, &filter, page))
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Event> {
+        self.read(|c| events::get(c, scope, id))
+    }
+}

@@ -1,0 +1,391 @@
+//! Capacity pools and their supply ledger.
+
+use crate::events::insert_event;
+use crate::sql::{DbResult, Query, mint_id, text_or_internal};
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
+use capacity_domain::timeline::{Timeline, check_change};
+use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
+use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Pool columns with supply and commitment read at `?1` (now).
+const SELECT: &str = "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+    p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
+    (SELECT COALESCE(SUM(s.delta), 0) FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= ?1), \
+    (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c WHERE c.pool_seq = p.seq AND c.at <= ?1) \
+    FROM pools p";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<(i64, Option<Pool>)> {
+    let seq: i64 = r.get(0)?;
+    let amount: Option<String> = r.get(7)?;
+    let currency: Option<String> = r.get(8)?;
+    let rt: String = r.get(4)?;
+    let period: String = r.get(5)?;
+    let (Some(resource_type), Some(period)) = (ResourceType::parse(&rt), Period::parse(&period))
+    else {
+        return Ok((seq, None));
+    };
+    Ok((
+        seq,
+        Some(Pool {
+            id: PoolId::from_trusted(r.get(1)?),
+            workspace_id: WorkspaceId::from_trusted(r.get(2)?),
+            organization_id: OrgId::from_trusted(r.get(3)?),
+            resource_type,
+            period,
+            overcommit_ratio: r.get(6)?,
+            unit_price: amount
+                .zip(currency)
+                .map(|(amount, currency)| UnitPrice { amount, currency }),
+            created_at: Instant::from_micros(r.get(9)?),
+            updated_at: Instant::from_micros(r.get(10)?),
+            total: r.get(11)?,
+            allocated: r.get(12)?,
+        }),
+    ))
+}
+
+/// A visible pool and its sequence number.
+pub fn load(
+    conn: &Connection,
+    scope: &Scope,
+    id: &PoolId,
+    now: Instant,
+) -> Result<(i64, Pool), StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.and("p.id = {}", id.as_str().to_owned());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    let (seq, pool) = conn
+        .prepare_cached(&q.sql)
+        .db()?
+        .query_row(rusqlite::params_from_iter(q.params.iter()), row)
+        .optional()
+        .db()?
+        .ok_or(StoreError::NotFound)?;
+    Ok((seq, text_or_internal(pool, "pool")?))
+}
+
+pub fn list(
+    conn: &Connection,
+    scope: &Scope,
+    filter: &PoolFilter,
+    page: PageRequest,
+    now: Instant,
+) -> Result<Page<Pool>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    if let Some(ws) = &filter.workspace_id {
+        q.and("p.workspace_id = {}", ws.as_str().to_owned());
+    }
+    if let Some(org) = &filter.organization_id {
+        q.and("p.organization_id = {}", org.as_str().to_owned());
+    }
+    if let Some(rt) = filter.resource_type {
+        q.and("p.resource_type = {}", rt.as_str().to_owned());
+    }
+    q.page("p.seq", page.after, page.limit);
+    let mut stmt = conn.prepare_cached(&q.sql).db()?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(q.params.iter()), row)
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let rows = rows
+        .into_iter()
+        .map(|(seq, p)| text_or_internal(p, "pool").map(|p| (seq, p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+/// The organization a workspace belongs to, as far as we have seen it.
+pub fn workspace_org(conn: &Connection, ws: &WorkspaceId) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached(
+        "SELECT organization_id FROM pools WHERE workspace_id = ?1 \
+         UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = ?1 LIMIT 1",
+    )
+    .db()?
+    .query_row([ws.as_str()], |r| r.get(0))
+    .optional()
+    .db()
+}
+
+pub fn create(
+    conn: &Connection,
+    scope: &Scope,
+    new: NewPool,
+    now: Instant,
+) -> Result<Pool, StoreError> {
+    if !scope.sees(&new.organization_id, &new.workspace_id) {
+        return Err(StoreError::Forbidden(
+            "this token cannot create pools in that workspace",
+        ));
+    }
+    if let Some(org) = workspace_org(conn, &new.workspace_id)?
+        && org != new.organization_id.as_str()
+    {
+        return Err(StoreError::conflict(
+            "workspace_organization_mismatch",
+            format!(
+                "workspace {} belongs to another organization",
+                new.workspace_id
+            ),
+        ));
+    }
+    let exists: Option<String> = conn
+        .prepare_cached("SELECT id FROM pools WHERE workspace_id = ?1 AND resource_type = ?2")
+        .db()?
+        .query_row(
+            [new.workspace_id.as_str(), new.resource_type.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .db()?;
+    if let Some(existing) = exists {
+        return Err(StoreError::conflict(
+            "pool_exists",
+            format!(
+                "workspace {} already has a {} pool: {existing}",
+                new.workspace_id,
+                new.resource_type.as_str()
+            ),
+        ));
+    }
+    let (seq, id) = mint_id(conn, MintedPrefix::Pool, now)?;
+    conn.prepare_cached(
+        "INSERT INTO pools (seq, id, workspace_id, organization_id, resource_type, period, overcommit_ratio, \
+         unit_price_amount, unit_price_currency, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )
+    .db()?
+    .execute(params![
+        seq,
+        id,
+        new.workspace_id.as_str(),
+        new.organization_id.as_str(),
+        new.resource_type.as_str(),
+        new.period.as_str(),
+        new.overcommit_ratio,
+        new.unit_price.as_ref().map(|p| p.amount.clone()),
+        new.unit_price.as_ref().map(|p| p.currency.clone()),
+        now.micros(),
+    ])
+    .db()?;
+    insert_supply_change(
+        conn,
+        seq,
+        Delta::from_thousandths(new.total.thousandths()),
+        None,
+        SupplySource::Initial,
+        now,
+        now,
+        &scope.token_id,
+    )?;
+    let pool_id = PoolId::from_trusted(id);
+    let (_, pool) = load(conn, scope, &pool_id, now)?;
+    insert_event(
+        conn,
+        "capacity.pool.created",
+        &pool.organization_id,
+        &pool.workspace_id,
+        &pool,
+        now,
+    )?;
+    Ok(pool)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_supply_change(
+    conn: &Connection,
+    pool_seq: i64,
+    delta: Delta,
+    reason: Option<&str>,
+    source: SupplySource,
+    effective_at: Instant,
+    now: Instant,
+    actor: &str,
+) -> Result<String, StoreError> {
+    let (seq, id) = mint_id(conn, MintedPrefix::Adjustment, now)?;
+    conn.prepare_cached(
+        "INSERT INTO supply_changes (seq, id, pool_seq, delta, reason, source, effective_at, created_at, created_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .db()?
+    .execute(params![seq, id, pool_seq, delta.thousandths(), reason, source.as_str(), effective_at.micros(), now.micros(), actor])
+    .db()?;
+    Ok(id)
+}
+
+pub fn supply_timeline(conn: &Connection, pool_seq: i64) -> Result<Timeline, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT effective_at, SUM(delta) FROM supply_changes WHERE pool_seq = ?1 GROUP BY effective_at")
+        .db()?;
+    let steps = stmt
+        .query_map([pool_seq], |r| {
+            Ok((Instant::from_micros(r.get(0)?), r.get::<_, i64>(1)?))
+        })
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Timeline::from_steps(steps))
+}
+
+/// The pool's total commitment: its value at `now` as one step, then every later step.
+pub fn commitment_timeline(
+    conn: &Connection,
+    pool_seq: i64,
+    now: Instant,
+) -> Result<Timeline, StoreError> {
+    let base: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(delta), 0) FROM commitment_steps WHERE pool_seq = ?1 AND at <= ?2",
+        )
+        .db()?
+        .query_row(params![pool_seq, now.micros()], |r| r.get(0))
+        .db()?;
+    let mut stmt = conn
+        .prepare_cached("SELECT at, SUM(delta) FROM commitment_steps WHERE pool_seq = ?1 AND at > ?2 GROUP BY at")
+        .db()?;
+    let later = stmt
+        .query_map(params![pool_seq, now.micros()], |r| {
+            Ok((Instant::from_micros(r.get(0)?), r.get::<_, i64>(1)?))
+        })
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Timeline::from_steps(
+        std::iter::once((now, base)).chain(later),
+    ))
+}
+
+pub fn adjust(
+    conn: &Connection,
+    scope: &Scope,
+    id: &PoolId,
+    adj: NewAdjustment,
+    now: Instant,
+) -> Result<(Adjustment, Pool), StoreError> {
+    let (seq, pool) = load(conn, scope, id, now)?;
+    let effective_at = adj.effective_at.unwrap_or(now);
+    if effective_at < now {
+        return Err(StoreError::invalid(
+            "effective_at",
+            "must not be in the past",
+        ));
+    }
+    let supply = supply_timeline(conn, seq)?;
+    let after = supply.plus(&Timeline::from_steps([(
+        effective_at,
+        adj.delta.thousandths(),
+    )]));
+    let negative = std::iter::once(now)
+        .chain(after.steps().iter().map(|s| s.0).filter(|&t| t > now))
+        .find(|&t| after.value_at(t) < 0);
+    if let Some(t) = negative {
+        return Err(StoreError::invalid(
+            "delta",
+            format!(
+                "would make the pool's supply negative at {t} (supply would be {})",
+                capacity_domain::model::show(after.value_at(t))
+            ),
+        ));
+    }
+    let adj_id = insert_supply_change(
+        conn,
+        seq,
+        adj.delta,
+        adj.reason.as_deref(),
+        adj.source,
+        effective_at,
+        now,
+        &scope.token_id,
+    )?;
+    conn.prepare_cached("UPDATE pools SET updated_at = ?1 WHERE seq = ?2")
+        .db()?
+        .execute(params![now.micros(), seq])
+        .db()?;
+    let (_, pool_after) = load(conn, scope, id, now)?;
+    insert_event(
+        conn,
+        "capacity.pool.updated",
+        &pool.organization_id,
+        &pool.workspace_id,
+        &pool_after,
+        now,
+    )?;
+    // A reduction is a fact and is accepted; if it leaves commitments above
+    // supply at some instant from now on, say so.
+    let committed = commitment_timeline(conn, seq, now)?;
+    if adj.delta.thousandths() < 0
+        && let Err(over) = check_change(
+            &after,
+            pool.overcommit_ratio,
+            &Timeline::default(),
+            &committed,
+            now,
+        )
+    {
+        insert_event(
+            conn,
+            "capacity.pool_overcommitted",
+            &pool.organization_id,
+            &pool.workspace_id,
+            serde_json::json!({
+                "pool": &pool_after,
+                "at": over.at,
+                "committed": capacity_domain::model::show(over.committed),
+                "capacity": capacity_domain::model::show(over.capacity),
+                "shortfall": capacity_domain::model::show(over.shortfall),
+            }),
+            now,
+        )?;
+    }
+    let adjustment = Adjustment {
+        id: adj_id,
+        capacity_pool_id: pool.id.clone(),
+        delta: adj.delta,
+        reason: adj.reason,
+        source: adj.source,
+        effective_at,
+        created_at: now,
+        created_by: scope.token_id.clone(),
+    };
+    Ok((adjustment, pool_after))
+}
+
+pub fn list_adjustments(
+    conn: &Connection,
+    scope: &Scope,
+    id: &PoolId,
+    page: PageRequest,
+) -> Result<Page<Adjustment>, StoreError> {
+    let (pool_seq, pool) = load(conn, scope, id, Instant::END_OF_TIME)?;
+    let mut q = Query::new(
+        "SELECT seq, id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes",
+    );
+    q.and("pool_seq = {}", pool_seq);
+    q.page("seq", page.after, page.limit);
+    let mut stmt = conn.prepare_cached(&q.sql).db()?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+            let source: String = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                Adjustment {
+                    id: r.get(1)?,
+                    capacity_pool_id: pool.id.clone(),
+                    delta: Delta::from_thousandths(r.get(2)?),
+                    reason: r.get(3)?,
+                    source: SupplySource::parse(&source).unwrap_or(SupplySource::Correction),
+                    effective_at: Instant::from_micros(r.get(5)?),
+                    created_at: Instant::from_micros(r.get(6)?),
+                    created_by: r.get(7)?,
+                },
+            ))
+        })
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
+}

@@ -1,0 +1,297 @@
+//! The storage contract: one trait every backend implements, the tenant
+//! scope every method takes first (so no query can forget the tenant), the
+//! commands and filters it accepts, and its error type.
+//!
+//! Backends open the transactions; the decisions inside them (may this
+//! allocation be made?) are pure functions of `capacity-domain`, so SQLite
+//! and PostgreSQL cannot disagree.
+#![forbid(unsafe_code)]
+
+mod scope;
+pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
+
+use async_trait::async_trait;
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{
+    Adjustment, Allocation, AllocationStatus, Event, Pool, Resource, SupplySource, UnitPrice,
+};
+use capacity_domain::{
+    AllocationId, Delta, Instant, OrgId, Overcommit, Period, PoolId, Quantity, ResourceType,
+    ServiceLineId, WorkspaceId,
+};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Missing, or not visible to this scope: the two are indistinguishable.
+    #[error("not found")]
+    NotFound,
+    /// The change would overcommit the pool (SPEC §4).
+    #[error("insufficient capacity")]
+    InsufficientCapacity {
+        overcommit: Overcommit,
+        unit: &'static str,
+    },
+    /// A rule about the current state forbids the change (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Input that is well-formed but not acceptable (422).
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The scope may not do this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The database is unreachable or overloaded; worth retrying (503).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> StoreError {
+        StoreError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
+        StoreError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A page request: at most `limit` items after the item with sequence `after`.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<i64>,
+}
+
+/// A page of results; `next` is the sequence to continue after, if any.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<i64>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in order.
+    pub fn from_rows(mut rows: Vec<(i64, T)>, limit: u32) -> Page<T> {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if has_more {
+            rows.last().map(|r| r.0)
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(|r| r.1).collect(),
+            next,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub kind: TokenKind,
+    pub organization_id: Option<OrgId>,
+    pub workspaces: Vec<WorkspaceId>,
+    pub access: Access,
+    /// SHA-256 of the secret; the secret itself is never stored.
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: String,
+    pub kind: TokenKind,
+    pub organization_id: Option<OrgId>,
+    pub workspaces: Vec<WorkspaceId>,
+    pub access: Access,
+    pub created_at: Instant,
+    pub revoked_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPool {
+    pub workspace_id: WorkspaceId,
+    pub organization_id: OrgId,
+    pub resource_type: ResourceType,
+    pub period: Period,
+    pub total: Quantity,
+    pub overcommit_ratio: i64,
+    pub unit_price: Option<UnitPrice>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PoolFilter {
+    pub workspace_id: Option<WorkspaceId>,
+    pub organization_id: Option<OrgId>,
+    pub resource_type: Option<ResourceType>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAdjustment {
+    pub delta: Delta,
+    pub reason: Option<String>,
+    pub source: SupplySource,
+    /// `None` = now. Never before now.
+    pub effective_at: Option<Instant>,
+}
+
+/// A commitment as written: per the pool's period, or per week (converted).
+#[derive(Debug, Clone, Copy)]
+pub enum CommitmentInput {
+    PerPeriod(Quantity),
+    PerWeek(Quantity),
+}
+
+impl CommitmentInput {
+    pub fn per_period(self, period: Period) -> Quantity {
+        match self {
+            CommitmentInput::PerPeriod(q) => q,
+            CommitmentInput::PerWeek(q) => period.from_per_week(q),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAllocation {
+    pub capacity_pool_id: PoolId,
+    pub service_line_id: ServiceLineId,
+    pub committed: CommitmentInput,
+    pub resources: Vec<Resource>,
+    /// `None` = now; may be in the past (backfill).
+    pub starts_at: Option<Instant>,
+    pub ends_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AllocationFilter {
+    pub workspace_id: Option<WorkspaceId>,
+    pub status: Option<AllocationStatus>,
+    pub service_line_id: Option<ServiceLineId>,
+    pub resource_type: Option<ResourceType>,
+    pub capacity_pool_id: Option<PoolId>,
+    pub orphaned: Option<bool>,
+}
+
+/// One metered usage record as sent by the platform.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub id: String,
+    pub allocation_id: AllocationId,
+    pub quantity: Quantity,
+    pub occurred_at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageOutcome {
+    Accepted,
+    Duplicate,
+    Rejected { code: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    pub created_after: Option<Instant>,
+}
+
+/// The storage contract. Every tenant-facing method takes the caller's
+/// [`Scope`] first and answers [`StoreError::NotFound`] for anything outside
+/// it, exactly as for things that do not exist. `now` comes from the one
+/// process clock, never from the database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Is the database reachable?
+    async fn ping(&self) -> Result<()>;
+    /// Has nothing been created yet (no pools)?
+    async fn is_empty(&self) -> Result<bool>;
+    /// Makes the next minted id of `prefix` at least `next` (seeding).
+    async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()>;
+
+    async fn create_token(&self, new: NewToken, now: Instant) -> Result<TokenRecord>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// `false` if no such live token.
+    async fn revoke_token(&self, id: &str, now: Instant) -> Result<bool>;
+    /// The live token with this secret hash.
+    async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>>;
+
+    async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool>;
+    async fn get_pool(&self, scope: &Scope, id: &PoolId, now: Instant) -> Result<Pool>;
+    async fn list_pools(
+        &self,
+        scope: &Scope,
+        filter: PoolFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Pool>>;
+    async fn adjust_supply(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        adjustment: NewAdjustment,
+        now: Instant,
+    ) -> Result<(Adjustment, Pool)>;
+    async fn list_adjustments(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        page: PageRequest,
+    ) -> Result<Page<Adjustment>>;
+
+    async fn create_allocation(
+        &self,
+        scope: &Scope,
+        new: NewAllocation,
+        now: Instant,
+    ) -> Result<Allocation>;
+    async fn get_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        now: Instant,
+    ) -> Result<Allocation>;
+    async fn list_allocations(
+        &self,
+        scope: &Scope,
+        filter: AllocationFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Allocation>>;
+
+    /// Records a batch in one transaction; one outcome per record, in order.
+    async fn record_usage(
+        &self,
+        scope: &Scope,
+        records: Vec<UsageRecord>,
+        now: Instant,
+    ) -> Result<Vec<UsageOutcome>>;
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>>;
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Event>;
+}
+
+/// The unit name used in capacity messages.
+pub fn unit_name(resource_type: ResourceType) -> &'static str {
+    match resource_type.unit() {
+        capacity_domain::Unit::HoursPerWeek => "hours_per_week",
+        capacity_domain::Unit::VcpuHours => "vcpu_hours",
+        capacity_domain::Unit::Gigabytes => "gigabytes",
+        capacity_domain::Unit::Credits => "credits",
+        capacity_domain::Unit::Units => "units",
+    }
+}

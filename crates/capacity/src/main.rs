@@ -1,0 +1,310 @@
+//! `capacity`: the server and its command line (SPEC §8).
+//!
+//! Every flag is also an environment variable (`CAPACITY_LISTEN`,
+//! `CAPACITY_DATABASE_URL`, …); `CAPACITY_NOW` pins the clock.
+#![forbid(unsafe_code)]
+
+mod store;
+
+use capacity_api::auth::{generate_secret, hash_secret};
+use capacity_api::{AppState, Clock};
+use capacity_domain::{Instant, OrgId, WorkspaceId};
+use capacity_store::{Access, NewToken, TokenKind};
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "capacity",
+    version,
+    about = "The Capacity API: pools, allocations, utilisation and demand"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: `pretty` for people, `json` for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "CAPACITY_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct Db {
+    /// `sqlite://path` (default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "CAPACITY_DATABASE_URL",
+        default_value = "sqlite://capacity.db"
+    )]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[arg(long, env = "CAPACITY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[command(flatten)]
+        db: Db,
+        /// Load the seed dataset into an empty database and print a platform token.
+        #[arg(long, env = "CAPACITY_DEMO")]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Load the seed dataset (SPEC §9) into an empty database.
+    Demo {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Manage API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Mint a token; the secret is printed once, alone on the last line.
+    Create {
+        /// A platform token: every organization, and the platform operations.
+        #[arg(
+            long,
+            conflicts_with = "organization",
+            required_unless_present = "organization"
+        )]
+        platform: bool,
+        /// An organization token for this `ORG-…`.
+        #[arg(long)]
+        organization: Option<String>,
+        /// Narrow an organization token to these workspaces (repeatable).
+        #[arg(long = "workspace", requires = "organization")]
+        workspaces: Vec<String>,
+        #[arg(long, value_parser = ["read", "write"], default_value = "read")]
+        scope: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+fn clock() -> Result<Clock, String> {
+    match std::env::var("CAPACITY_NOW") {
+        Ok(v) if !v.is_empty() => Instant::parse(&v)
+            .map(Clock::pinned)
+            .map_err(|e| format!("CAPACITY_NOW {e}")),
+        _ => Ok(Clock::system()),
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    let clock = clock()?;
+    match command {
+        Command::Serve { listen, db, demo } => {
+            let store = store::open(&db.database_url).await?;
+            if demo {
+                if capacity_api::demo::load(store.as_ref(), clock.now())
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    eprintln!("loaded the demo dataset");
+                }
+                let secret = mint(
+                    store.as_ref(),
+                    &clock,
+                    TokenKind::Platform,
+                    None,
+                    vec![],
+                    Access::Write,
+                )
+                .await?;
+                println!("Demo platform token (write scope), shown once:\n{secret}");
+                println!(
+                    "Try:\n  curl -H 'Authorization: Bearer {secret}' 'http://{listen}/v1/capacity?workspace_id={}'",
+                    capacity_api::demo::WORKSPACE
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(%listen, "serving");
+            capacity_api::serve(listener, AppState { store, clock }, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Migrate { db } => {
+            store::open(&db.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Demo { db } => {
+            let store = store::open(&db.database_url).await?;
+            if capacity_api::demo::load(store.as_ref(), clock.now())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("loaded the demo dataset");
+            } else {
+                println!("the database already holds data; the demo dataset was not loaded");
+            }
+            Ok(())
+        }
+        Command::Tokens { command, db } => {
+            let store = store::open(&db.database_url).await?;
+            match command {
+                TokensCommand::Create {
+                    platform,
+                    organization,
+                    workspaces,
+                    scope,
+                } => {
+                    let access = Access::parse(&scope).unwrap_or(Access::Read);
+                    let (kind, org) = if platform {
+                        (TokenKind::Platform, None)
+                    } else {
+                        let org = organization.unwrap_or_default();
+                        (
+                            TokenKind::Organization,
+                            Some(OrgId::parse(&org).map_err(|e| format!("--organization {e}"))?),
+                        )
+                    };
+                    let workspaces = workspaces
+                        .iter()
+                        .map(|w| WorkspaceId::parse(w).map_err(|e| format!("--workspace {e}")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let secret =
+                        mint(store.as_ref(), &clock, kind, org, workspaces, access).await?;
+                    println!("{secret}");
+                    Ok(())
+                }
+                TokensCommand::List => {
+                    let tokens = store.list_tokens().await.map_err(|e| e.to_string())?;
+                    println!(
+                        "{:<16} {:<13} {:<15} {:<6} {:<22} {:<22} workspaces",
+                        "ID", "KIND", "ORGANIZATION", "SCOPE", "CREATED", "REVOKED"
+                    );
+                    for t in tokens {
+                        println!(
+                            "{:<16} {:<13} {:<15} {:<6} {:<22} {:<22} {}",
+                            t.id,
+                            t.kind.as_str(),
+                            t.organization_id.as_ref().map_or("-", |o| o.as_str()),
+                            t.access.as_str(),
+                            t.created_at.to_string(),
+                            t.revoked_at.map_or("-".to_owned(), |r| r.to_string()),
+                            t.workspaces
+                                .iter()
+                                .map(|w| w.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        );
+                    }
+                    Ok(())
+                }
+                TokensCommand::Revoke { id } => {
+                    if store
+                        .revoke_token(&id, clock.now())
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
+                        println!("revoked {id}");
+                        Ok(())
+                    } else {
+                        Err(format!("no live token {id}"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn mint(
+    store: &dyn capacity_store::Store,
+    clock: &Clock,
+    kind: TokenKind,
+    organization_id: Option<OrgId>,
+    workspaces: Vec<WorkspaceId>,
+    access: Access,
+) -> Result<String, String> {
+    let secret = generate_secret();
+    let new = NewToken {
+        kind,
+        organization_id,
+        workspaces,
+        access,
+        hash: hash_secret(&secret),
+    };
+    let rec = store
+        .create_token(new, clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "created token {} ({} {})",
+        rec.id,
+        rec.kind.as_str(),
+        rec.access.as_str()
+    );
+    Ok(secret)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down; finishing in-flight requests");
+}
