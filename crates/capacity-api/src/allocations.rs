@@ -8,11 +8,11 @@ use crate::page::{DataBody, list_body, page_request};
 use crate::params::{opt_parse, path_id};
 use crate::pools::{not_found, parse_resource_type};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use capacity_domain::model::{Allocation, AllocationStatus, Resource};
 use capacity_domain::{AllocationId, Instant, PoolId, Quantity, ServiceLineId, WorkspaceId};
-use capacity_store::{AllocationFilter, CommitmentInput, NewAllocation};
+use capacity_store::{AllocationFilter, AllocationPatch, CommitmentInput, NewAllocation};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -159,4 +159,105 @@ pub async fn create(
         res.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(res)
+}
+
+/// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAllocation {
+    committed: Option<Quantity>,
+    committed_per_week: Option<Quantity>,
+    resources: Option<Vec<Resource>>,
+    #[serde(default, deserialize_with = "double_option")]
+    ends_at: Option<Option<Instant>>,
+    status: Option<AllocationStatus>,
+    reason: Option<String>,
+    #[serde(default)]
+    effective_immediately: bool,
+}
+
+/// Parses `If-Match: "7"` (or `W/"7"`); `*` matches any version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    let tag = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+    tag.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "If-Match does not name a version of this allocation",
+        )
+    })
+}
+
+pub async fn patch(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<PatchAllocation>,
+) -> ApiResult<Response> {
+    let scope = caller.require_write()?;
+    let id = path_id(&id, AllocationId::parse, "allocation")?;
+    let committed = commitment(body.committed, body.committed_per_week)?;
+    if let Some(r) = &body.resources {
+        validate_resources(r)?;
+    }
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| crate::params::text("reason", r, 1000))
+        .transpose()?;
+    let patch = AllocationPatch {
+        committed,
+        resources: body.resources,
+        ends_at: body.ends_at,
+        status: body.status,
+        reason,
+        effective_immediately: body.effective_immediately,
+        if_match: if_match(&headers)?,
+    };
+    let now = s.clock.now();
+    let a = s
+        .store
+        .patch_allocation(scope, &id, patch, now)
+        .await
+        .map_err(|e| not_found(e, "allocation"))?;
+    Ok(respond(StatusCode::OK, &a, now))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn history(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Response> {
+    let page = page_request(q.limit.as_deref(), q.cursor.as_deref())?;
+    let id = path_id(&id, AllocationId::parse, "allocation")?;
+    let entries = s
+        .store
+        .allocation_history(&caller.0, &id, page)
+        .await
+        .map_err(|e| not_found(e, "allocation"))?;
+    Ok(axum::Json(list_body(entries, |e| e)).into_response())
 }

@@ -152,6 +152,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Invalid { field, message } => ApiError::validation(field, message),
             StoreError::Forbidden(detail) => ApiError::forbidden(detail),
+            StoreError::PreconditionFailed { expected } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!(
+                    "If-Match named version \"{expected}\", but the resource has changed since; read it again"
+                ),
+            ),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
                 ApiError::new(

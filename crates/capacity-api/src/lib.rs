@@ -12,10 +12,12 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod extract;
+mod idempotency;
 mod middleware;
 pub mod page;
 pub mod params;
 pub mod pools;
+pub mod service_lines;
 pub mod usage;
 
 use axum::Router;
@@ -44,12 +46,23 @@ pub fn router(state: AppState) -> Router {
             "/capacity/allocations",
             get(allocations::list).post(allocations::create),
         )
-        .route("/capacity/allocations/{id}", get(allocations::get))
+        .route(
+            "/capacity/allocations/{id}",
+            get(allocations::get).patch(allocations::patch),
+        )
+        .route(
+            "/capacity/allocations/{id}/history",
+            get(allocations::history),
+        )
         .route("/capacity/usage", post(usage::ingest))
         .route("/capacity/{id}", get(pools::get))
         .route(
             "/capacity/{id}/adjustments",
             get(pools::list_adjustments).post(pools::adjust),
+        )
+        .route(
+            "/service-lines/{id}",
+            get(service_lines::get).put(service_lines::put),
         )
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::get));
@@ -59,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn(middleware::problems_and_ids))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,

@@ -470,3 +470,239 @@ mod tests {
         );
     }
 }
+
+/// A change to an allocation's terms, as a PATCH asks for it: `None` leaves
+/// a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TermsChange {
+    pub committed: Option<Quantity>,
+    pub resources: Option<Vec<Resource>>,
+}
+
+impl TermsChange {
+    pub fn is_empty(&self) -> bool {
+        self.committed.is_none() && self.resources.is_none()
+    }
+    fn apply_to(&self, t: &mut Terms) {
+        if let Some(c) = self.committed {
+            t.committed = c;
+        }
+        if let Some(r) = &self.resources {
+            t.resources = r.clone();
+        }
+    }
+}
+
+/// Applies a terms change to an allocation's versions of terms.
+///
+/// - Scheduled (`immediate == false`): the change takes effect at `at` (the
+///   next billing period). The version in force at `at` is the base; a
+///   version already pending at `at` is updated, so one period holds one
+///   pending change and the latest instruction for a field wins.
+/// - Immediate: a version from `now` carries the change, and every pending
+///   version later than `now` takes the new value of the changed fields (an
+///   immediate change cancels pending changes to the same field).
+///
+/// Versions equal to their predecessor are dropped. The first version (the
+/// terms the allocation was created with) is always kept.
+pub fn apply_terms_change(
+    terms: &[Terms],
+    change: &TermsChange,
+    at: Instant,
+    immediate: bool,
+    reason: Option<&str>,
+) -> Vec<Terms> {
+    let mut out: Vec<Terms> = terms.to_vec();
+    let base = out
+        .iter()
+        .take_while(|t| t.effective_at <= at)
+        .last()
+        .unwrap_or(&out[0])
+        .clone();
+    let mut new = Terms {
+        effective_at: at,
+        reason: reason.map(str::to_owned),
+        ..base
+    };
+    change.apply_to(&mut new);
+    match out.iter().position(|t| t.effective_at == at) {
+        Some(i) => out[i] = new,
+        None => {
+            let i = out.partition_point(|t| t.effective_at < at);
+            out.insert(i, new);
+        }
+    }
+    if immediate {
+        for t in out.iter_mut().filter(|t| t.effective_at > at) {
+            change.apply_to(t);
+        }
+    }
+    let mut collapsed: Vec<Terms> = Vec::with_capacity(out.len());
+    for t in out {
+        match collapsed.last() {
+            Some(prev) if prev.committed == t.committed && prev.resources == t.resources => {}
+            _ => collapsed.push(t),
+        }
+    }
+    collapsed
+}
+
+/// Is a commitment (per `period`) below a week's actual usage? Compared
+/// exactly: committed × n/d < actual.
+pub fn below_actual(committed: Quantity, period: crate::Period, actual_week: Quantity) -> bool {
+    let (n, d) = period.per_week_factor();
+    (committed.thousandths() as i128) * n < (actual_week.thousandths() as i128) * d
+}
+
+/// A service line: a unit of delivery sold to a customer, owned by the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceLine {
+    pub id: ServiceLineId,
+    pub workspace_id: WorkspaceId,
+    pub organization_id: OrgId,
+    pub status: ServiceLineStatus,
+    pub created_at: Instant,
+    pub updated_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceLineStatus {
+    Active,
+    Closed,
+}
+
+impl ServiceLineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceLineStatus::Active => "active",
+            ServiceLineStatus::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ServiceLineStatus> {
+        match s {
+            "active" => Some(ServiceLineStatus::Active),
+            "closed" => Some(ServiceLineStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of an allocation's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub allocation_id: AllocationId,
+    pub action: String,
+    /// The token that made the change.
+    pub actor: String,
+    pub reason: Option<String>,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub effective_at: Instant,
+    pub created_at: Instant,
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+
+    fn at(s: &str) -> Instant {
+        Instant::parse(s).unwrap()
+    }
+    fn terms(at_s: &str, c: i64) -> Terms {
+        Terms {
+            effective_at: at(at_s),
+            committed: Quantity::from_units(c),
+            resources: vec![],
+            reason: None,
+        }
+    }
+    fn committed(c: i64) -> TermsChange {
+        TermsChange {
+            committed: Some(Quantity::from_units(c)),
+            resources: None,
+        }
+    }
+    fn shape(v: &[Terms]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|t| (t.effective_at.to_string(), t.committed.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn scheduled_change_lands_at_the_period_start_and_later_ones_replace_it() {
+        let v = vec![terms("2026-01-15T00:00:00Z", 40)];
+        let may = at("2026-05-01T00:00:00Z");
+        let v = apply_terms_change(&v, &committed(32), may, false, Some("less"));
+        assert_eq!(
+            shape(&v),
+            [
+                ("2026-01-15T00:00:00Z".into(), "40".into()),
+                ("2026-05-01T00:00:00Z".into(), "32".into())
+            ]
+        );
+        let v = apply_terms_change(&v, &committed(30), may, false, None);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].committed, Quantity::from_units(30));
+        // Scheduling back to the current value cancels the pending change.
+        let v = apply_terms_change(&v, &committed(40), may, false, None);
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn immediate_change_cancels_pending_changes_to_the_same_field() {
+        let v = vec![
+            terms("2026-01-15T00:00:00Z", 40),
+            terms("2026-05-01T00:00:00Z", 32),
+        ];
+        let v = apply_terms_change(&v, &committed(36), at("2026-04-15T06:00:00Z"), true, None);
+        assert_eq!(
+            shape(&v),
+            [
+                ("2026-01-15T00:00:00Z".into(), "40".into()),
+                ("2026-04-15T06:00:00Z".into(), "36".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn immediate_change_to_another_field_keeps_pending_commitment() {
+        let v = vec![
+            terms("2026-01-15T00:00:00Z", 40),
+            terms("2026-05-01T00:00:00Z", 32),
+        ];
+        let r = vec![Resource {
+            kind: "talent".into(),
+            id: "SCR-000001".into(),
+            role: None,
+            committed_hours_per_week: None,
+        }];
+        let change = TermsChange {
+            committed: None,
+            resources: Some(r.clone()),
+        };
+        let v = apply_terms_change(&v, &change, at("2026-04-15T06:00:00Z"), true, None);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[1].resources, r);
+        assert_eq!(v[2].resources, r);
+        assert_eq!(v[2].committed, Quantity::from_units(32));
+    }
+
+    #[test]
+    fn below_actual_compares_exactly_across_periods() {
+        let q = |s: &str| Quantity::parse(s).unwrap();
+        assert!(below_actual(q("32"), crate::Period::Weekly, q("38.5")));
+        assert!(!below_actual(q("38.5"), crate::Period::Weekly, q("38.5")));
+        // 45000 a month is 10384.615… a week.
+        assert!(below_actual(
+            q("45000"),
+            crate::Period::Monthly,
+            q("10384.616")
+        ));
+        assert!(!below_actual(
+            q("45000"),
+            crate::Period::Monthly,
+            q("10384.615")
+        ));
+    }
+}

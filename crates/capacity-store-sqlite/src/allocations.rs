@@ -5,7 +5,10 @@ use crate::events::insert_event;
 use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Allocation, AllocationStatus, Resource, Terms};
+use capacity_domain::model::{
+    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, apply_terms_change,
+    below_actual,
+};
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
 use capacity_domain::{
@@ -13,7 +16,8 @@ use capacity_domain::{
     WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, NewAllocation, Page, PageRequest, Scope, StoreError, unit_name,
+    AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, Scope, StoreError,
+    unit_name,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -314,6 +318,20 @@ pub fn create(
         .execute(params![now.micros(), pool_seq])
         .db()?;
     let (_, alloc) = load(conn, scope, &AllocationId::from_trusted(id), now)?;
+    let created =
+        serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let none = serde_json::Value::Null;
+    write_history(
+        conn,
+        seq,
+        "created",
+        &scope.token_id,
+        None,
+        &none,
+        &created,
+        starts_at,
+        now,
+    )?;
     insert_event(
         conn,
         "capacity.allocation.created",
@@ -323,4 +341,309 @@ pub fn create(
         now,
     )?;
     Ok(alloc)
+}
+
+/// Appends one entry to an allocation's history.
+#[allow(clippy::too_many_arguments)]
+pub fn write_history(
+    conn: &Connection,
+    alloc_seq: i64,
+    action: &str,
+    actor: &str,
+    reason: Option<&str>,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    effective_at: Instant,
+    now: Instant,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .db()?
+    .execute(params![
+        alloc_seq,
+        action,
+        actor,
+        reason,
+        before.to_string(),
+        after.to_string(),
+        effective_at.micros(),
+        now.micros()
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn replace_terms(conn: &Connection, alloc_seq: i64, terms: &[Terms]) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM allocation_terms WHERE allocation_seq = ?1")
+        .db()?
+        .execute([alloc_seq])
+        .db()?;
+    let mut ins = conn
+        .prepare_cached(
+            "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .db()?;
+    for t in terms {
+        let resources =
+            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?;
+        ins.execute(params![
+            alloc_seq,
+            t.effective_at.micros(),
+            t.committed.thousandths(),
+            resources,
+            t.reason
+        ])
+        .db()?;
+    }
+    Ok(())
+}
+
+/// The fields of `terms` a history entry shows.
+fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    if change.committed.is_some() {
+        v.insert("committed".into(), serde_json::json!(t.committed));
+        v.insert(
+            "committed_per_week".into(),
+            serde_json::json!(period.to_per_week(t.committed)),
+        );
+    }
+    if change.resources.is_some() {
+        v.insert("resources".into(), serde_json::json!(t.resources));
+    }
+    serde_json::Value::Object(v)
+}
+
+pub fn patch(
+    conn: &Connection,
+    scope: &Scope,
+    id: &AllocationId,
+    patch: AllocationPatch,
+    now: Instant,
+) -> Result<Allocation, StoreError> {
+    let (seq, old) = load(conn, scope, id, now)?;
+    if let Some(expected) = patch.if_match
+        && expected != old.version
+    {
+        return Err(StoreError::PreconditionFailed { expected });
+    }
+    if old.status == AllocationStatus::Closed {
+        return Err(StoreError::conflict(
+            "allocation_closed",
+            format!("allocation {id} is closed; closed is final"),
+        ));
+    }
+    let mut new = old.clone();
+    let reason = patch.reason.as_deref();
+
+    // Terms: scheduled for the next billing period unless immediate.
+    let change = TermsChange {
+        committed: patch.committed.map(|c| c.per_period(old.period)),
+        resources: patch.resources.clone(),
+    };
+    let terms_at = if patch.effective_immediately {
+        now
+    } else {
+        now.next_month_start()
+    };
+    if !change.is_empty() {
+        new.terms = apply_terms_change(
+            &old.terms,
+            &change,
+            terms_at,
+            patch.effective_immediately,
+            reason,
+        );
+    }
+    if let Some(ends_at) = patch.ends_at {
+        if let Some(end) = ends_at {
+            if end < now {
+                return Err(StoreError::invalid("ends_at", "must not be in the past"));
+            }
+            if end <= old.starts_at {
+                return Err(StoreError::invalid("ends_at", "must be after started_at"));
+            }
+        }
+        new.ends_at = ends_at;
+    }
+    if let Some(status) = patch.status {
+        new.status = status;
+        if status == AllocationStatus::Closed {
+            new.closed_at = Some(now);
+        }
+    }
+
+    let terms_changed = new.terms != old.terms;
+    let changed = terms_changed || new.ends_at != old.ends_at || new.status != old.status;
+    if !changed {
+        return Ok(old);
+    }
+
+    // The no-overcommit rule judges whatever the patch raises, now or later.
+    let (pool_seq, pool) = pools::load(conn, scope, &old.capacity_pool_id, now)?;
+    let delta = new.commitment_timeline().minus(&old.commitment_timeline());
+    if delta.steps().iter().any(|s| s.1 > 0) {
+        let supply = pools::supply_timeline(conn, pool_seq)?;
+        let before = pools::commitment_timeline(conn, pool_seq, now)?;
+        check_change(&supply, pool.overcommit_ratio, &before, &delta, now).map_err(
+            |overcommit| StoreError::InsufficientCapacity {
+                overcommit,
+                unit: unit_name(pool.resource_type),
+            },
+        )?;
+    }
+
+    conn.prepare_cached(
+        "UPDATE allocations SET status = ?1, ends_at = ?2, closed_at = ?3, updated_at = ?4, version = version + 1 \
+         WHERE seq = ?5",
+    )
+    .db()?
+    .execute(params![new.status.as_str(), new.ends_at.map(|e| e.micros()), new.closed_at.map(|c| c.micros()), now.micros(), seq])
+    .db()?;
+    if terms_changed {
+        replace_terms(conn, seq, &new.terms)?;
+    }
+    write_steps(conn, pool_seq, seq, &new.commitment_timeline())?;
+    conn.prepare_cached("UPDATE pools SET updated_at = ?1 WHERE seq = ?2")
+        .db()?
+        .execute(params![now.micros(), pool_seq])
+        .db()?;
+
+    // History: one entry for what applies now, one for what is scheduled.
+    let mut before_now = serde_json::Map::new();
+    let mut after_now = serde_json::Map::new();
+    if new.ends_at != old.ends_at {
+        before_now.insert("ends_at".into(), serde_json::json!(old.ends_at));
+        after_now.insert("ends_at".into(), serde_json::json!(new.ends_at));
+    }
+    if new.status != old.status {
+        before_now.insert("status".into(), serde_json::json!(old.status));
+        after_now.insert("status".into(), serde_json::json!(new.status));
+    }
+    if terms_changed {
+        let before_terms = terms_json(old.current_terms(terms_at), old.period, &change);
+        let after_terms = terms_json(new.current_terms(terms_at), old.period, &change);
+        if patch.effective_immediately {
+            extend(&mut before_now, before_terms);
+            extend(&mut after_now, after_terms);
+        } else {
+            write_history(
+                conn,
+                seq,
+                "updated",
+                &scope.token_id,
+                reason,
+                &before_terms,
+                &after_terms,
+                terms_at,
+                now,
+            )?;
+        }
+    }
+    if !after_now.is_empty() {
+        let action = if new.status == AllocationStatus::Closed {
+            "closed"
+        } else {
+            "updated"
+        };
+        write_history(
+            conn,
+            seq,
+            action,
+            &scope.token_id,
+            reason,
+            &before_now.into(),
+            &after_now.into(),
+            now,
+            now,
+        )?;
+    }
+
+    let (_, updated) = load(conn, scope, id, now)?;
+    let (org, ws) = (&updated.organization_id, &updated.workspace_id);
+    insert_event(
+        conn,
+        "capacity.allocation.updated",
+        org,
+        ws,
+        updated.view(now),
+        now,
+    )?;
+    if updated.status == AllocationStatus::Closed {
+        insert_event(
+            conn,
+            "capacity.allocation.closed",
+            org,
+            ws,
+            updated.view(now),
+            now,
+        )?;
+    }
+    if let Some(c) = change.committed
+        && c < old.current_terms(now).committed
+        && below_actual(c, old.period, old.actual_last_week)
+    {
+        insert_event(
+            conn,
+            "capacity.utilisation_warning",
+            org,
+            ws,
+            serde_json::json!({
+                "allocation": updated.view(now),
+                "committed_per_week": old.period.to_per_week(c),
+                "actual_last_week": old.actual_last_week,
+                "effective_at": terms_at,
+            }),
+            now,
+        )?;
+    }
+    Ok(updated)
+}
+
+fn extend(map: &mut serde_json::Map<String, serde_json::Value>, v: serde_json::Value) {
+    if let serde_json::Value::Object(o) = v {
+        map.extend(o);
+    }
+}
+
+pub fn history(
+    conn: &Connection,
+    scope: &Scope,
+    id: &AllocationId,
+    page: PageRequest,
+) -> Result<Page<HistoryEntry>, StoreError> {
+    let (seq, a) = load(conn, scope, id, Instant::END_OF_TIME)?;
+    let mut q = Query::new(
+        "SELECT seq, action, actor, reason, before, after, effective_at, created_at FROM allocation_history",
+    );
+    q.and("allocation_seq = {}", seq);
+    q.page("seq", page.after, page.limit);
+    let mut stmt = conn.prepare_cached(&q.sql).db()?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+            let before: Option<String> = r.get(4)?;
+            let after: String = r.get(5)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                HistoryEntry {
+                    allocation_id: a.id.clone(),
+                    action: r.get(1)?,
+                    actor: r.get(2)?,
+                    reason: r.get(3)?,
+                    before: before
+                        .and_then(|b| serde_json::from_str(&b).ok())
+                        .unwrap_or(serde_json::Value::Null),
+                    after: serde_json::from_str(&after).unwrap_or(serde_json::Value::Null),
+                    effective_at: Instant::from_micros(r.get(6)?),
+                    created_at: Instant::from_micros(r.get(7)?),
+                },
+            ))
+        })
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
 }

@@ -12,8 +12,10 @@
 
 mod allocations;
 mod events;
+mod idempotency;
 mod migrate;
 mod pools;
+mod service_lines;
 mod sql;
 mod tokens;
 mod usage;
@@ -21,12 +23,12 @@ mod writer;
 
 use async_trait::async_trait;
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Adjustment, Allocation, Event, Pool};
-use capacity_domain::{AllocationId, Instant, PoolId};
+use capacity_domain::model::{Adjustment, Allocation, Event, HistoryEntry, Pool, ServiceLine};
+use capacity_domain::{AllocationId, Instant, PoolId, ServiceLineId};
 use capacity_store::{
-    AllocationFilter, EventFilter, NewAdjustment, NewAllocation, NewPool, NewToken, Page,
-    PageRequest, PoolFilter, Principal, Result, Scope, Store, StoreError, TokenRecord,
-    UsageOutcome, UsageRecord,
+    AllocationFilter, AllocationPatch, EventFilter, IdempotencyReservation, NewAdjustment,
+    NewAllocation, NewPool, NewToken, Page, PageRequest, PoolFilter, Principal, Result, Scope,
+    ServiceLinePut, Store, StoreError, StoredResponse, TokenRecord, UsageOutcome, UsageRecord,
 };
 use rusqlite::Connection;
 use sql::DbResult;
@@ -244,5 +246,74 @@ impl Store for SqliteStore {
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Event> {
         self.read(|c| events::get(c, scope, id))
+    }
+
+    async fn patch_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        patch: AllocationPatch,
+        now: Instant,
+    ) -> Result<Allocation> {
+        let (scope, id) = (scope.clone(), id.clone());
+        self.writer
+            .write(move |c| allocations::patch(c, &scope, &id, patch, now))
+            .await
+    }
+
+    async fn allocation_history(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        page: PageRequest,
+    ) -> Result<Page<HistoryEntry>> {
+        self.read(|c| allocations::history(c, scope, id, page))
+    }
+
+    async fn put_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        put: ServiceLinePut,
+        now: Instant,
+    ) -> Result<ServiceLine> {
+        let (scope, id) = (scope.clone(), id.clone());
+        self.writer
+            .write(move |c| service_lines::put(c, &scope, &id, put, now))
+            .await
+    }
+
+    async fn get_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        now: Instant,
+    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+        self.read(|c| service_lines::get(c, scope, id, now))
+    }
+
+    async fn idempotency_reserve(
+        &self,
+        owner: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Instant,
+    ) -> Result<IdempotencyReservation> {
+        let (owner, key) = (owner.to_owned(), key.to_owned());
+        self.writer
+            .write(move |c| idempotency::reserve(c, &owner, &key, fingerprint, now))
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        owner: &str,
+        key: &str,
+        response: Option<StoredResponse>,
+    ) -> Result<()> {
+        let (owner, key) = (owner.to_owned(), key.to_owned());
+        self.writer
+            .write(move |c| idempotency::finish(c, &owner, &key, response))
+            .await
     }
 }

@@ -5,8 +5,14 @@ use crate::sql::DbResult;
 use capacity_store::StoreError;
 use rusqlite::Connection;
 
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "history_action",
+        include_str!("../migrations/0002_history_action.sql"),
+    ),
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(

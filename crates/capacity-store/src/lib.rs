@@ -13,7 +13,8 @@ pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
 use async_trait::async_trait;
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
-    Adjustment, Allocation, AllocationStatus, Event, Pool, Resource, SupplySource, UnitPrice,
+    Adjustment, Allocation, AllocationStatus, Event, HistoryEntry, Pool, Resource, ServiceLine,
+    ServiceLineStatus, SupplySource, UnitPrice,
 };
 use capacity_domain::{
     AllocationId, Delta, Instant, OrgId, Overcommit, Period, PoolId, Quantity, ResourceType,
@@ -42,6 +43,9 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// `If-Match` named another version (412).
+    #[error("the resource has changed since version {expected}")]
+    PreconditionFailed { expected: i64 },
     /// The scope may not do this (403).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -183,6 +187,57 @@ pub struct AllocationFilter {
     pub orphaned: Option<bool>,
 }
 
+/// A merge-patch of an allocation (SPEC §5): `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AllocationPatch {
+    pub committed: Option<CommitmentInput>,
+    pub resources: Option<Vec<Resource>>,
+    /// `Some(None)` clears `ends_at`.
+    pub ends_at: Option<Option<Instant>>,
+    pub status: Option<AllocationStatus>,
+    pub reason: Option<String>,
+    /// Apply commitment and resource changes now instead of at the start of
+    /// the next billing period.
+    pub effective_immediately: bool,
+    /// The version the caller last saw (`If-Match`).
+    pub if_match: Option<i64>,
+}
+
+/// A lifecycle signal for a service line from the platform.
+#[derive(Debug, Clone)]
+pub struct ServiceLinePut {
+    pub workspace_id: WorkspaceId,
+    /// Needed only when the workspace has not been seen before.
+    pub organization_id: Option<OrgId>,
+    pub status: ServiceLineStatus,
+    /// When closing: close the line's open allocations too (else they are orphaned).
+    pub close_allocations: bool,
+}
+
+/// A stored answer to replay for a repeated `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// Headers worth replaying (content type, location, etag), as name/value pairs.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyReservation {
+    /// The key is new: the caller goes ahead and must finish it.
+    Reserved,
+    /// Same key, same request, already answered.
+    Replay(StoredResponse),
+    /// Same key, another request (422).
+    Mismatch,
+    /// Same key, the first request is still running (409).
+    InFlight,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
+
 /// One metered usage record as sent by the platform.
 #[derive(Debug, Clone)]
 pub struct UsageRecord {
@@ -267,6 +322,56 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Allocation>>;
+
+    /// Applies a merge-patch in one transaction: version check, the
+    /// no-overcommit rule for any increase, history and events.
+    async fn patch_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        patch: AllocationPatch,
+        now: Instant,
+    ) -> Result<Allocation>;
+    /// Every change, oldest first.
+    async fn allocation_history(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        page: PageRequest,
+    ) -> Result<Page<HistoryEntry>>;
+
+    /// Creates or updates a service line; closing orphans (or closes) its allocations.
+    async fn put_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        put: ServiceLinePut,
+        now: Instant,
+    ) -> Result<ServiceLine>;
+    /// A service line and its allocations.
+    async fn get_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        now: Instant,
+    ) -> Result<(ServiceLine, Vec<Allocation>)>;
+
+    /// Reserves `key` for `owner` (a token), or says why not.
+    async fn idempotency_reserve(
+        &self,
+        owner: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Instant,
+    ) -> Result<IdempotencyReservation>;
+    /// Stores the answer for a reserved key, or releases the key (`None`)
+    /// so a retry runs afresh.
+    async fn idempotency_finish(
+        &self,
+        owner: &str,
+        key: &str,
+        response: Option<StoredResponse>,
+    ) -> Result<()>;
 
     /// Records a batch in one transaction; one outcome per record, in order.
     async fn record_usage(

@@ -1,0 +1,183 @@
+//! Service lines: lifecycle signals from the platform. Closing a line
+//! orphans its open allocations (or closes them when asked).
+
+use crate::allocations;
+use crate::events::insert_event;
+use crate::pools::workspace_org;
+use crate::sql::{DbResult, Query, text_or_internal};
+use capacity_domain::model::{Allocation, AllocationStatus, ServiceLine, ServiceLineStatus};
+use capacity_domain::{AllocationId, Instant, OrgId, ServiceLineId, WorkspaceId};
+use capacity_store::{AllocationPatch, Scope, ServiceLinePut, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
+
+fn load(
+    conn: &Connection,
+    scope: &Scope,
+    id: &ServiceLineId,
+) -> Result<Option<ServiceLine>, StoreError> {
+    let mut q = Query::new(
+        "SELECT id, workspace_id, organization_id, status, created_at, updated_at FROM service_lines",
+    );
+    q.and("id = {}", id.as_str().to_owned());
+    q.scoped(scope, "organization_id", "workspace_id");
+    let row = conn
+        .prepare_cached(&q.sql)
+        .db()?
+        .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
+            let status: String = r.get(3)?;
+            let (id, ws, org): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let (created, updated): (i64, i64) = (r.get(4)?, r.get(5)?);
+            Ok(ServiceLineStatus::parse(&status).map(|status| ServiceLine {
+                id: ServiceLineId::from_trusted(id),
+                workspace_id: WorkspaceId::from_trusted(ws),
+                organization_id: OrgId::from_trusted(org),
+                status,
+                created_at: Instant::from_micros(created),
+                updated_at: Instant::from_micros(updated),
+            }))
+        })
+        .optional()
+        .db()?;
+    row.map(|r| text_or_internal(r, "service line")).transpose()
+}
+
+/// The ids of the line's allocations that are not closed.
+fn open_allocations(
+    conn: &Connection,
+    id: &ServiceLineId,
+) -> Result<Vec<AllocationId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM allocations WHERE service_line_id = ?1 AND status <> 'closed' ORDER BY seq")
+        .db()?;
+    let ids = stmt
+        .query_map([id.as_str()], |r| r.get::<_, String>(0))
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(ids.into_iter().map(AllocationId::from_trusted).collect())
+}
+
+pub fn put(
+    conn: &Connection,
+    scope: &Scope,
+    id: &ServiceLineId,
+    put: ServiceLinePut,
+    now: Instant,
+) -> Result<ServiceLine, StoreError> {
+    // Lines are looked up unscoped first: a line of another workspace is a conflict, not a new line.
+    let existing: Option<(String, String)> = conn
+        .prepare_cached("SELECT workspace_id, status FROM service_lines WHERE id = ?1")
+        .db()?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .db()?;
+    if let Some((ws, _)) = &existing
+        && ws != put.workspace_id.as_str()
+    {
+        return Err(StoreError::conflict(
+            "service_line_workspace_mismatch",
+            format!("service line {id} belongs to another workspace"),
+        ));
+    }
+    let org = match workspace_org(conn, &put.workspace_id)? {
+        Some(org) => {
+            if put
+                .organization_id
+                .as_ref()
+                .is_some_and(|o| o.as_str() != org)
+            {
+                return Err(StoreError::conflict(
+                    "workspace_organization_mismatch",
+                    format!(
+                        "workspace {} belongs to another organization",
+                        put.workspace_id
+                    ),
+                ));
+            }
+            OrgId::from_trusted(org)
+        }
+        None => put.organization_id.clone().ok_or_else(|| {
+            StoreError::invalid(
+                "organization_id",
+                "is required for a workspace not seen before",
+            )
+        })?,
+    };
+    if !scope.sees(&org, &put.workspace_id) {
+        return Err(StoreError::NotFound);
+    }
+    let was_closed = match &existing {
+        Some((_, status)) => {
+            conn.prepare_cached(
+                "UPDATE service_lines SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            )
+            .db()?
+            .execute(params![put.status.as_str(), now.micros(), id.as_str()])
+            .db()?;
+            status == "closed"
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )
+            .db()?
+            .execute(params![id.as_str(), put.workspace_id.as_str(), org.as_str(), put.status.as_str(), now.micros()])
+            .db()?;
+            false
+        }
+    };
+    if put.status == ServiceLineStatus::Closed && !was_closed || put.close_allocations {
+        for alloc_id in open_allocations(conn, id)? {
+            if put.close_allocations && put.status == ServiceLineStatus::Closed {
+                let patch = AllocationPatch {
+                    status: Some(AllocationStatus::Closed),
+                    reason: Some(format!("service line {id} closed")),
+                    ..AllocationPatch::default()
+                };
+                allocations::patch(conn, scope, &alloc_id, patch, now)?;
+            } else if put.status == ServiceLineStatus::Closed {
+                let (_, a) = allocations::load(conn, scope, &alloc_id, now)?;
+                insert_event(
+                    conn,
+                    "capacity.allocation_orphaned",
+                    &a.organization_id,
+                    &a.workspace_id,
+                    a.view(now),
+                    now,
+                )?;
+            }
+        }
+    }
+    load(conn, scope, id)?.ok_or(StoreError::NotFound)
+}
+
+pub fn get(
+    conn: &Connection,
+    scope: &Scope,
+    id: &ServiceLineId,
+    now: Instant,
+) -> Result<(ServiceLine, Vec<Allocation>), StoreError> {
+    let line = load(conn, scope, id)?.ok_or(StoreError::NotFound)?;
+    let filter = capacity_store::AllocationFilter {
+        service_line_id: Some(id.clone()),
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = allocations::list(
+            conn,
+            scope,
+            &filter,
+            capacity_store::PageRequest { limit: 100, after },
+            now,
+        )?;
+        all.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok((line, all))
+}
