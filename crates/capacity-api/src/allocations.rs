@@ -24,6 +24,7 @@ pub struct ListQuery {
     resource_type: Option<String>,
     capacity_pool_id: Option<String>,
     orphaned: Option<String>,
+    utilisation_below: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -46,6 +47,13 @@ pub async fn list(
             "true" => Ok(true),
             "false" => Ok(false),
             _ => Err("must be true or false"),
+        })?,
+        utilisation_below_tenths: opt_parse("utilisation_below", q.utilisation_below, |v| {
+            Quantity::parse(v)
+                .ok()
+                .filter(|p| p.thousandths() % 100 == 0 && p.thousandths() <= 1_000_000)
+                .map(|p| p.thousandths() / 100)
+                .ok_or("must be a percentage from 0 to 1000 with at most one decimal")
         })?,
     };
     let now = s.clock.now();
@@ -260,4 +268,40 @@ pub async fn history(
         .await
         .map_err(|e| not_found(e, "allocation"))?;
     Ok(axum::Json(list_body(entries, |e| e)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UtilisationQuery {
+    weeks: Option<String>,
+}
+
+pub async fn utilisation(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<UtilisationQuery>,
+) -> ApiResult<Response> {
+    let weeks = match q.weeks.as_deref() {
+        None => 12,
+        Some(w) => match w.parse::<u32>() {
+            Ok(n) if (1..=104).contains(&n) => n,
+            _ => {
+                return Err(ApiError::validation(
+                    "weeks",
+                    "must be an integer from 1 to 104",
+                ));
+            }
+        },
+    };
+    let id = path_id(&id, AllocationId::parse, "allocation")?;
+    let series = s
+        .store
+        .utilisation_series(&caller.0, &id, weeks, s.clock.now())
+        .await
+        .map_err(|e| not_found(e, "allocation"))?;
+    Ok(
+        axum::Json(serde_json::json!({ "data": { "allocation_id": id, "weeks": series } }))
+            .into_response(),
+    )
 }

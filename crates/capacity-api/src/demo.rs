@@ -9,7 +9,8 @@ use capacity_domain::{
     AllocationId, Instant, OrgId, PoolId, Quantity, ResourceType, ServiceLineId, WorkspaceId,
 };
 use capacity_store::{
-    Access, CommitmentInput, NewAllocation, NewPool, Principal, Result, Store, Tenant, UsageRecord,
+    Access, CommitmentInput, NewAllocation, NewDemandRequest, NewPool, Principal, Result, Store,
+    Tenant, UsageRecord,
 };
 
 pub const ORGANIZATION: &str = "ORG-26-090500";
@@ -160,6 +161,23 @@ pub async fn load(store: &dyn Store, now: Instant) -> Result<bool> {
     for chunk in records.chunks(1000) {
         store.record_usage(&scope, chunk.to_vec(), now).await?;
     }
+    // Pending talent demand of 80 hours a week over the next quarter.
+    let quarter = now.next_quarter_start();
+    store
+        .create_request(
+            &scope,
+            NewDemandRequest {
+                workspace_id: ws.clone(),
+                organization_id: None,
+                resource_type: ResourceType::TalentHours,
+                quantity: CommitmentInput::PerWeek(q("80")),
+                starts_at: quarter,
+                ends_at: Some(quarter.next_quarter_start()),
+                note: Some("Two senior engineers for the platform migration".into()),
+            },
+            now,
+        )
+        .await?;
     Ok(true)
 }
 

@@ -16,6 +16,7 @@ mod idempotency;
 mod middleware;
 pub mod page;
 pub mod params;
+pub mod planning;
 pub mod pools;
 pub mod service_lines;
 pub mod usage;
@@ -24,7 +25,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use capacity_store::Store;
 use std::sync::Arc;
 
@@ -54,6 +55,17 @@ pub fn router(state: AppState) -> Router {
             "/capacity/allocations/{id}/history",
             get(allocations::history),
         )
+        .route(
+            "/capacity/allocations/{id}/utilisation",
+            get(allocations::utilisation),
+        )
+        .route(
+            "/capacity/requests",
+            get(planning::list_requests).post(planning::create_request),
+        )
+        .route("/capacity/requests/{id}", patch(planning::update_request))
+        .route("/capacity/demand", get(planning::demand))
+        .route("/capacity/costs", get(planning::costs))
         .route("/capacity/usage", post(usage::ingest))
         .route("/capacity/{id}", get(pools::get))
         .route(

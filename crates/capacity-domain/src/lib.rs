@@ -11,6 +11,8 @@
 //! - [`model`]: the records the store returns and their public JSON views.
 #![forbid(unsafe_code)]
 
+pub mod cost;
+pub mod forecast;
 pub mod ids;
 pub mod model;
 pub mod quantity;

@@ -706,3 +706,110 @@ mod patch_tests {
         ));
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Pending,
+    Fulfilled,
+    Cancelled,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Fulfilled => "fulfilled",
+            RequestStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RequestStatus> {
+        match s {
+            "pending" => Some(RequestStatus::Pending),
+            "fulfilled" => Some(RequestStatus::Fulfilled),
+            "cancelled" => Some(RequestStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Pending demand: supply someone wants, not yet committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemandRequest {
+    pub id: String,
+    pub workspace_id: WorkspaceId,
+    pub organization_id: OrgId,
+    pub resource_type: ResourceType,
+    /// The period `quantity` is per: the workspace's pool's, else the type's default.
+    pub period: Period,
+    pub quantity: Quantity,
+    pub starts_at: Instant,
+    pub ends_at: Option<Instant>,
+    pub note: Option<String>,
+    pub status: RequestStatus,
+    pub allocation_id: Option<AllocationId>,
+    pub created_at: Instant,
+    pub updated_at: Instant,
+}
+
+impl Serialize for DemandRequest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            id: &'a str,
+            workspace_id: &'a WorkspaceId,
+            organization_id: &'a OrgId,
+            resource_type: ResourceType,
+            quantity: Quantity,
+            quantity_per_week: Quantity,
+            unit: Unit,
+            period: Period,
+            starts_at: Instant,
+            ends_at: Option<Instant>,
+            note: Option<&'a str>,
+            status: RequestStatus,
+            allocation_id: Option<&'a AllocationId>,
+            created_at: Instant,
+            updated_at: Instant,
+        }
+        View {
+            id: &self.id,
+            workspace_id: &self.workspace_id,
+            organization_id: &self.organization_id,
+            resource_type: self.resource_type,
+            quantity: self.quantity,
+            quantity_per_week: self.period.to_per_week(self.quantity),
+            unit: self.resource_type.unit(),
+            period: self.period,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            note: self.note.as_deref(),
+            status: self.status,
+            allocation_id: self.allocation_id.as_ref(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+        .serialize(s)
+    }
+}
+
+impl DemandRequest {
+    /// The request as a timeline of pending demand.
+    pub fn timeline(&self) -> Timeline {
+        let mut steps = vec![(self.starts_at, self.quantity.thousandths())];
+        if let Some(end) = self.ends_at {
+            steps.push((end, -self.quantity.thousandths()));
+        }
+        Timeline::from_steps(steps)
+    }
+}
+
+/// One week of an allocation's utilisation series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UtilisationWeek {
+    pub week_start: Instant,
+    pub committed: Quantity,
+    pub committed_per_week: Quantity,
+    pub actual: Quantity,
+    pub utilisation_percent: Option<Percent>,
+}

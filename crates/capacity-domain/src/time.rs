@@ -75,6 +75,14 @@ impl Instant {
             .unwrap_or(first);
         Instant::from_date(next)
     }
+    /// The start of the next calendar quarter (January, April, July, October).
+    pub fn next_quarter_start(self) -> Instant {
+        let mut t = self.next_month_start();
+        while (t.date().month() - 1) % 3 != 0 {
+            t = t.next_month_start();
+        }
+        t
+    }
     /// Midnight UTC of a calendar date, if valid.
     pub fn from_ymd(y: i16, m: i8, d: i8) -> Option<Instant> {
         Date::new(y, m, d).ok().map(Instant::from_date)
@@ -167,5 +175,13 @@ mod tests {
             at("2026-04-01T00:00:00Z")
         );
         assert_eq!(at("2026-04-15T06:00:00Z").year(), 2026);
+        assert_eq!(
+            at("2026-04-15T06:00:00Z").next_quarter_start(),
+            at("2026-07-01T00:00:00Z")
+        );
+        assert_eq!(
+            at("2026-12-01T00:00:00Z").next_quarter_start(),
+            at("2027-01-01T00:00:00Z")
+        );
     }
 }

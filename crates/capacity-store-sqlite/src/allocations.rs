@@ -6,8 +6,8 @@ use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
-    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, apply_terms_change,
-    below_actual,
+    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
+    apply_terms_change, below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -104,17 +104,7 @@ fn complete(
     }
     let week_end = now.week_start();
     let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
-    let actual: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(quantity), 0) FROM usage_records \
-             WHERE allocation_seq = ?1 AND occurred_at >= ?2 AND occurred_at < ?3",
-        )
-        .db()?
-        .query_row(
-            params![data.seq, week_start.micros(), week_end.micros()],
-            |r| r.get(0),
-        )
-        .db()?;
+    let actual = week_usage(conn, data.seq, week_start)?;
     a.actual_last_week = Quantity::from_thousandths(actual);
     a.committed_last_week =
         Quantity::from_thousandths(a.commitment_timeline().peak(week_start, week_end));
@@ -169,17 +159,41 @@ pub fn list(
         Some(false) => q.and_raw("NOT (a.status <> 'closed' AND l.status = 'closed')"),
         None => {}
     }
-    q.page("a.seq", page.after, page.limit);
-    let mut stmt = conn.prepare_cached(&q.sql).db()?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(q.params.iter()), row)
-        .db()?
-        .collect::<Result<Vec<_>, _>>()
+    let Some(below) = f.utilisation_below_tenths else {
+        q.page("a.seq", page.after, page.limit);
+        let mut stmt = conn.prepare_cached(&q.sql).db()?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(q.params.iter()), row)
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
+        let rows = rows
+            .into_iter()
+            .map(|d| complete(conn, d, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Page::from_rows(rows, page.limit));
+    };
+    // Utilisation is computed, not stored: walk the rows in order and keep
+    // those below the threshold until the page is full.
+    if let Some(after) = page.after {
+        q.and("a.seq > {}", after);
+    }
+    q.sql.push_str(" ORDER BY a.seq");
+    let mut stmt = conn.prepare(&q.sql).db()?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(q.params.iter()))
         .db()?;
-    let rows = rows
-        .into_iter()
-        .map(|d| complete(conn, d, now))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut kept = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        let (seq, a) = complete(conn, row(r).db()?, now)?;
+        if a.utilisation_percent().is_some_and(|p| p.tenths() < below) {
+            kept.push((seq, a));
+            if kept.len() > page.limit as usize {
+                break;
+            }
+        }
+    }
+    let rows = kept;
     Ok(Page::from_rows(rows, page.limit))
 }
 
@@ -646,4 +660,84 @@ pub fn history(
         .collect::<Result<Vec<_>, _>>()
         .db()?;
     Ok(Page::from_rows(rows, page.limit))
+}
+
+/// Usage of an allocation in the ISO week starting at `week_start`.
+pub fn week_usage(
+    conn: &Connection,
+    alloc_seq: i64,
+    week_start: Instant,
+) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT quantity FROM usage_weeks WHERE allocation_seq = ?1 AND week_start = ?2",
+        )
+        .db()?
+        .query_row(params![alloc_seq, week_start.micros()], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .db()?
+        .unwrap_or(0))
+}
+
+/// What usage ingestion needs to know of an allocation.
+pub struct Target {
+    pub seq: i64,
+    pub pool_seq: i64,
+    pub organization_id: String,
+    pub closed: bool,
+}
+
+/// The allocation usage is recorded against, if visible to `scope`.
+pub fn usage_target(
+    conn: &Connection,
+    scope: &Scope,
+    id: &AllocationId,
+) -> Result<Option<Target>, StoreError> {
+    let mut q = Query::new("SELECT seq, pool_seq, organization_id, status FROM allocations");
+    q.and("id = {}", id.as_str().to_owned());
+    q.scoped(scope, "organization_id", "workspace_id");
+    conn.prepare_cached(&q.sql)
+        .db()?
+        .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
+            Ok(Target {
+                seq: r.get(0)?,
+                pool_seq: r.get(1)?,
+                organization_id: r.get(2)?,
+                closed: r.get::<_, String>(3)? == "closed",
+            })
+        })
+        .optional()
+        .db()
+}
+
+/// The weekly series of the last `weeks` complete ISO weeks, oldest first.
+pub fn utilisation_series(
+    conn: &Connection,
+    scope: &Scope,
+    id: &AllocationId,
+    weeks: u32,
+    now: Instant,
+) -> Result<Vec<UtilisationWeek>, StoreError> {
+    let (seq, a) = load(conn, scope, id, now)?;
+    let timeline = a.commitment_timeline();
+    let this_week = now.week_start();
+    let mut out = Vec::with_capacity(weeks as usize);
+    for i in (1..=weeks as i64).rev() {
+        let start = this_week.plus_micros(-i * MICROS_PER_WEEK);
+        let end = start.plus_micros(MICROS_PER_WEEK);
+        let committed = Quantity::from_thousandths(timeline.peak(start, end));
+        let actual = Quantity::from_thousandths(week_usage(conn, seq, start)?);
+        out.push(UtilisationWeek {
+            week_start: start,
+            committed,
+            committed_per_week: a.period.to_per_week(committed),
+            actual,
+            utilisation_percent: capacity_domain::utilisation::weekly_utilisation(
+                actual, committed, a.period,
+            ),
+        });
+    }
+    Ok(out)
 }

@@ -15,6 +15,7 @@ mod events;
 mod idempotency;
 mod migrate;
 mod pools;
+mod requests;
 mod service_lines;
 mod sql;
 mod tokens;
@@ -22,13 +23,17 @@ mod usage;
 mod writer;
 
 use async_trait::async_trait;
+use capacity_domain::forecast::PlanningPeriod;
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Adjustment, Allocation, Event, HistoryEntry, Pool, ServiceLine};
-use capacity_domain::{AllocationId, Instant, PoolId, ServiceLineId};
+use capacity_domain::model::{
+    Adjustment, Allocation, DemandRequest, Event, HistoryEntry, Pool, ServiceLine, UtilisationWeek,
+};
+use capacity_domain::{AllocationId, Instant, PoolId, ResourceType, ServiceLineId, WorkspaceId};
 use capacity_store::{
-    AllocationFilter, AllocationPatch, EventFilter, IdempotencyReservation, NewAdjustment,
-    NewAllocation, NewPool, NewToken, Page, PageRequest, PoolFilter, Principal, Result, Scope,
-    ServiceLinePut, Store, StoreError, StoredResponse, TokenRecord, UsageOutcome, UsageRecord,
+    AllocationFilter, AllocationPatch, CostData, EventFilter, ForecastData, IdempotencyReservation,
+    NewAdjustment, NewAllocation, NewDemandRequest, NewPool, NewToken, Page, PageRequest,
+    PoolFilter, Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store,
+    StoreError, StoredResponse, TokenRecord, UsageOutcome, UsageRecord,
 };
 use rusqlite::Connection;
 use sql::DbResult;
@@ -315,5 +320,70 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| idempotency::finish(c, &owner, &key, response))
             .await
+    }
+
+    async fn utilisation_series(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        weeks: u32,
+        now: Instant,
+    ) -> Result<Vec<UtilisationWeek>> {
+        self.read(|c| allocations::utilisation_series(c, scope, id, weeks, now))
+    }
+
+    async fn create_request(
+        &self,
+        scope: &Scope,
+        new: NewDemandRequest,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        let scope = scope.clone();
+        self.writer
+            .write(move |c| requests::create(c, &scope, new, now))
+            .await
+    }
+
+    async fn update_request(
+        &self,
+        scope: &Scope,
+        id: &str,
+        update: RequestUpdate,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.writer
+            .write(move |c| requests::update(c, &scope, &id, update, now))
+            .await
+    }
+
+    async fn list_requests(
+        &self,
+        scope: &Scope,
+        filter: RequestFilter,
+        page: PageRequest,
+    ) -> Result<Page<DemandRequest>> {
+        self.read(|c| requests::list(c, scope, &filter, page))
+    }
+
+    async fn forecast_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        resource_type: ResourceType,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<ForecastData> {
+        self.read(|c| requests::forecast_data(c, scope, workspace_id, resource_type, period, now))
+    }
+
+    async fn cost_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<CostData> {
+        self.read(|c| requests::cost_data(c, scope, workspace_id, period, now))
     }
 }

@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history_action",
         include_str!("../migrations/0002_history_action.sql"),
     ),
+    (
+        3,
+        "usage_weeks",
+        include_str!("../migrations/0003_usage_weeks.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

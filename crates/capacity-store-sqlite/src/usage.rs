@@ -1,10 +1,10 @@
 //! Metered usage. A batch is one transaction; each record is judged on its
-//! own and a bad one never loses the good ones.
+//! own and a bad one never loses the good ones. Accepted records also roll
+//! up into weekly totals per allocation and per pool in the same write.
 
-use crate::allocations;
+use crate::allocations::{self, Target};
 use crate::sql::DbResult;
 use capacity_domain::Instant;
-use capacity_domain::model::AllocationStatus;
 use capacity_domain::time::MICROS_PER_DAY;
 use capacity_store::{Scope, StoreError, UsageOutcome, UsageRecord};
 use rusqlite::{Connection, params};
@@ -20,27 +20,31 @@ pub fn record(
     now: Instant,
 ) -> Result<Vec<UsageOutcome>, StoreError> {
     let oldest = now.plus_micros(-MAX_AGE_DAYS * MICROS_PER_DAY);
-    // allocation id → (seq, organization, closed?) or None when unknown / not visible
-    let mut cache: HashMap<String, Option<(i64, String, bool)>> = HashMap::new();
+    // None when the allocation is unknown or not visible to the scope.
+    let mut cache: HashMap<String, Option<Target>> = HashMap::new();
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO usage_records (organization_id, record_id, allocation_seq, quantity, occurred_at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         )
         .db()?;
+    let mut weekly = conn
+        .prepare_cached(
+            "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (allocation_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity",
+        )
+        .db()?;
+    let mut pool_weekly = conn
+        .prepare_cached(
+            "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (pool_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity",
+        )
+        .db()?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let key = r.allocation_id.as_str().to_owned();
         if !cache.contains_key(&key) {
-            let found = match allocations::load(conn, scope, &r.allocation_id, now) {
-                Ok((seq, a)) => Some((
-                    seq,
-                    a.organization_id.as_str().to_owned(),
-                    a.status == AllocationStatus::Closed,
-                )),
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e),
-            };
+            let found = allocations::usage_target(conn, scope, &r.allocation_id)?;
             cache.insert(key.clone(), found);
         }
         let outcome = match &cache[&key] {
@@ -48,7 +52,7 @@ pub fn record(
                 code: "unknown_allocation",
                 reason: format!("no allocation {}", r.allocation_id),
             },
-            Some((_, _, true)) => UsageOutcome::Rejected {
+            Some(Target { closed: true, .. }) => UsageOutcome::Rejected {
                 code: "allocation_closed",
                 reason: format!("allocation {} is closed", r.allocation_id),
             },
@@ -60,18 +64,22 @@ pub fn record(
                 code: "too_old",
                 reason: format!("occurred_at is more than {MAX_AGE_DAYS} days ago"),
             },
-            Some((seq, org, _)) => {
+            Some(t) => {
+                let q = r.quantity.thousandths();
                 let n = insert
                     .execute(params![
-                        org,
+                        t.organization_id,
                         r.id,
-                        seq,
-                        r.quantity.thousandths(),
+                        t.seq,
+                        q,
                         r.occurred_at.micros(),
                         now.micros()
                     ])
                     .db()?;
                 if n == 1 {
+                    let week = r.occurred_at.week_start().micros();
+                    weekly.execute(params![t.seq, week, q]).db()?;
+                    pool_weekly.execute(params![t.pool_seq, week, q]).db()?;
                     UsageOutcome::Accepted
                 } else {
                     UsageOutcome::Duplicate

@@ -11,11 +11,14 @@ mod scope;
 pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
 
 use async_trait::async_trait;
+use capacity_domain::forecast::PlanningPeriod;
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
-    Adjustment, Allocation, AllocationStatus, Event, HistoryEntry, Pool, Resource, ServiceLine,
-    ServiceLineStatus, SupplySource, UnitPrice,
+    Adjustment, Allocation, AllocationStatus, DemandRequest, Event, HistoryEntry, Pool,
+    RequestStatus, Resource, ServiceLine, ServiceLineStatus, SupplySource, UnitPrice,
+    UtilisationWeek,
 };
+use capacity_domain::timeline::Timeline;
 use capacity_domain::{
     AllocationId, Delta, Instant, OrgId, Overcommit, Period, PoolId, Quantity, ResourceType,
     ServiceLineId, WorkspaceId,
@@ -185,6 +188,8 @@ pub struct AllocationFilter {
     pub resource_type: Option<ResourceType>,
     pub capacity_pool_id: Option<PoolId>,
     pub orphaned: Option<bool>,
+    /// Only allocations whose last-week utilisation is below this, in tenths of a percent.
+    pub utilisation_below_tenths: Option<i64>,
 }
 
 /// A merge-patch of an allocation (SPEC §5): `None` leaves a field alone.
@@ -237,6 +242,63 @@ pub enum IdempotencyReservation {
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// A new demand request. `quantity` is per the workspace pool's period.
+#[derive(Debug, Clone)]
+pub struct NewDemandRequest {
+    pub workspace_id: WorkspaceId,
+    /// Needed only when the workspace has not been seen before.
+    pub organization_id: Option<OrgId>,
+    pub resource_type: ResourceType,
+    pub quantity: CommitmentInput,
+    pub starts_at: Instant,
+    pub ends_at: Option<Instant>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestUpdate {
+    pub status: RequestStatus,
+    pub allocation_id: Option<AllocationId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub workspace_id: Option<WorkspaceId>,
+    pub resource_type: Option<ResourceType>,
+    pub status: Option<RequestStatus>,
+}
+
+/// An allocation whose commitment ends inside a forecast period.
+#[derive(Debug, Clone)]
+pub struct Expiring {
+    pub allocation_id: AllocationId,
+    pub service_line_id: ServiceLineId,
+    pub committed: Quantity,
+    pub ends_at: Instant,
+}
+
+/// What a demand forecast reads, for one workspace and resource type.
+#[derive(Debug, Clone)]
+pub struct ForecastData {
+    /// The workspace's pool of that type, if it has one.
+    pub pool: Option<Pool>,
+    pub supply: Timeline,
+    pub committed: Timeline,
+    pub pending: Timeline,
+    /// Ledger entries effective inside the period.
+    pub supply_changes: Vec<Adjustment>,
+    pub expiring: Vec<Expiring>,
+    /// Usage of the pool's allocations over the last 12 complete weeks.
+    pub usage_last_12_weeks: Quantity,
+}
+
+/// What a cost report reads: each priced or unpriced pool of a workspace
+/// with its allocations and their usage inside the month so far.
+#[derive(Debug, Clone)]
+pub struct CostData {
+    pub pools: Vec<(Pool, Vec<(Allocation, Quantity)>)>,
+}
 
 /// One metered usage record as sent by the platform.
 #[derive(Debug, Clone)]
@@ -372,6 +434,55 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         response: Option<StoredResponse>,
     ) -> Result<()>;
+
+    /// The weekly utilisation series of the last `weeks` complete ISO weeks, oldest first.
+    async fn utilisation_series(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        weeks: u32,
+        now: Instant,
+    ) -> Result<Vec<UtilisationWeek>>;
+
+    /// Records pending demand; a request current supply cannot meet records
+    /// `capacity.supply_gap` in the same transaction.
+    async fn create_request(
+        &self,
+        scope: &Scope,
+        new: NewDemandRequest,
+        now: Instant,
+    ) -> Result<DemandRequest>;
+    /// `pending` → `fulfilled` or `cancelled`.
+    async fn update_request(
+        &self,
+        scope: &Scope,
+        id: &str,
+        update: RequestUpdate,
+        now: Instant,
+    ) -> Result<DemandRequest>;
+    async fn list_requests(
+        &self,
+        scope: &Scope,
+        filter: RequestFilter,
+        page: PageRequest,
+    ) -> Result<Page<DemandRequest>>;
+    /// Everything a forecast of `period` reads.
+    async fn forecast_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        resource_type: ResourceType,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<ForecastData>;
+    /// Everything a cost report for the billing month `period` reads.
+    async fn cost_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<CostData>;
 
     /// Records a batch in one transaction; one outcome per record, in order.
     async fn record_usage(

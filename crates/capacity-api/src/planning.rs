@@ -1,0 +1,314 @@
+//! Demand requests, the demand forecast and cost reports (SPEC §5 Demand, Costs).
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query};
+use crate::page::{DataBody, list_body, page_request};
+use crate::params::{opt_parse, path_id};
+use crate::pools::{not_found, parse_resource_type};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use capacity_domain::cost::{
+    committed_cents, format_cents, parse_price_micros, projected_cents, usage_cents,
+};
+use capacity_domain::forecast::{PlanningPeriod, figures, recommendation};
+use capacity_domain::model::RequestStatus;
+use capacity_domain::resource::div_round;
+use capacity_domain::utilisation::Percent;
+use capacity_domain::{AllocationId, Instant, OrgId, Quantity, ResourceType, WorkspaceId};
+use capacity_store::{CommitmentInput, NewDemandRequest, RequestFilter, RequestUpdate, unit_name};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    workspace_id: WorkspaceId,
+    organization_id: Option<OrgId>,
+    resource_type: ResourceType,
+    quantity: Option<Quantity>,
+    quantity_per_week: Option<Quantity>,
+    starts_at: Instant,
+    ends_at: Option<Instant>,
+    note: Option<String>,
+}
+
+pub async fn create_request(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(b): Json<CreateRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.require_write()?;
+    let quantity = match (b.quantity, b.quantity_per_week) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "quantity_per_week",
+                "give either quantity or quantity_per_week, not both",
+            ));
+        }
+        (Some(q), None) => CommitmentInput::PerPeriod(q),
+        (None, Some(q)) => CommitmentInput::PerWeek(q),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "quantity",
+                "quantity or quantity_per_week is required",
+            ));
+        }
+    };
+    let note = b
+        .note
+        .as_deref()
+        .map(|n| crate::params::text("note", n, 2000))
+        .transpose()?;
+    let new = NewDemandRequest {
+        workspace_id: b.workspace_id,
+        organization_id: b.organization_id,
+        resource_type: b.resource_type,
+        quantity,
+        starts_at: b.starts_at,
+        ends_at: b.ends_at,
+        note,
+    };
+    let r = s
+        .store
+        .create_request(scope, new, s.clock.now())
+        .await
+        .map_err(|e| not_found(e, "workspace"))?;
+    let mut res = (StatusCode::CREATED, axum::Json(DataBody { data: &r })).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/capacity/requests/{}", r.id)) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    status: RequestStatus,
+    allocation_id: Option<AllocationId>,
+}
+
+pub async fn update_request(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(b): Json<UpdateRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.require_write()?;
+    let id = path_id(
+        &id,
+        |v| {
+            capacity_domain::ids::parse_minted(capacity_domain::MintedPrefix::Request, v)
+                .map(|_| v.to_owned())
+                .ok_or(())
+        },
+        "demand request",
+    )?;
+    let update = RequestUpdate {
+        status: b.status,
+        allocation_id: b.allocation_id,
+    };
+    let r = s
+        .store
+        .update_request(scope, &id, update, s.clock.now())
+        .await
+        .map_err(|e| not_found(e, "demand request"))?;
+    Ok(axum::Json(DataBody { data: &r }).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequests {
+    workspace_id: Option<String>,
+    resource_type: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list_requests(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListRequests>,
+) -> ApiResult<Response> {
+    let page = page_request(q.limit.as_deref(), q.cursor.as_deref())?;
+    let filter = RequestFilter {
+        workspace_id: opt_parse("workspace_id", q.workspace_id, WorkspaceId::parse)?,
+        resource_type: opt_parse("resource_type", q.resource_type, parse_resource_type)?,
+        status: opt_parse("status", q.status, |v| {
+            RequestStatus::parse(v).ok_or("must be one of pending, fulfilled, cancelled")
+        })?,
+    };
+    let requests = s.store.list_requests(&caller.0, filter, page).await?;
+    Ok(axum::Json(list_body(requests, |r| r)).into_response())
+}
+
+fn period_param(
+    raw: Option<String>,
+    months_only: bool,
+) -> Result<(String, PlanningPeriod), ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::validation("period", "is required"))?;
+    let expected = if months_only {
+        "must be a billing month such as 2026-05"
+    } else {
+        "must be a quarter (2026-Q3), a month (2026-07) or an ISO week (2026-W27)"
+    };
+    let p = PlanningPeriod::parse(&raw)
+        .filter(|_| !months_only || (raw.len() == 7 && !raw.contains(['Q', 'W'])))
+        .ok_or_else(|| ApiError::validation("period", expected))?;
+    Ok((raw, p))
+}
+
+fn required<T>(field: &str, v: Option<T>) -> Result<T, ApiError> {
+    v.ok_or_else(|| ApiError::validation(field, "is required"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemandQuery {
+    workspace_id: Option<String>,
+    resource_type: Option<String>,
+    period: Option<String>,
+}
+
+pub async fn demand(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<DemandQuery>,
+) -> ApiResult<Response> {
+    let ws = required(
+        "workspace_id",
+        opt_parse("workspace_id", q.workspace_id, WorkspaceId::parse)?,
+    )?;
+    let rt = required(
+        "resource_type",
+        opt_parse("resource_type", q.resource_type, parse_resource_type)?,
+    )?;
+    let (label, period) = period_param(q.period, false)?;
+    let now = s.clock.now();
+    let d = s
+        .store
+        .forecast_data(&caller.0, &ws, rt, period, now)
+        .await?;
+    let ratio = d.pool.as_ref().map_or(1000, |p| p.overcommit_ratio);
+    let pool_period = d.pool.as_ref().map_or(rt.default_period(), |p| p.period);
+    let unit = unit_name(rt);
+    let f = figures(&d.supply, ratio, &d.committed, &d.pending, period);
+    let q = Quantity::from_thousandths;
+    let weeks: Vec<_> = period
+        .weeks()
+        .into_iter()
+        .map(|w| {
+            let wf = figures(&d.supply, ratio, &d.committed, &d.pending, w);
+            json!({
+                "week_start": w.start.week_start(), "from": w.start, "to": w.end,
+                "current_committed": q(wf.committed), "pending_requests": q(wf.pending),
+                "available_supply": q(wf.available), "supply_gap": q(wf.gap),
+            })
+        })
+        .collect();
+    // Average weekly usage of the last 12 weeks against the period's peak commitment.
+    let projected = (f.committed > 0).then(|| {
+        let (n, den) = pool_period.per_week_factor();
+        let tenths = div_round(
+            d.usage_last_12_weeks.thousandths() as i128 * 1000 * den,
+            12 * f.committed as i128 * n,
+        );
+        Percent::from_tenths(tenths as i64)
+    });
+    let expiring_total: i64 = d.expiring.iter().map(|e| e.committed.thousandths()).sum();
+    let body = json!({ "data": {
+        "workspace_id": ws,
+        "resource_type": rt,
+        "period": label,
+        "from": period.start,
+        "to": period.end,
+        "unit": unit,
+        "capacity_pool_id": d.pool.as_ref().map(|p| &p.id),
+        "current_committed": q(f.committed),
+        "pending_requests": q(f.pending),
+        "available_supply": q(f.available),
+        "supply_gap": q(f.gap),
+        "recommendation": recommendation(&f, unit, &label),
+        "weeks": weeks,
+        "expiring_commitments": q(expiring_total),
+        "expiring_allocations": d.expiring.iter().map(|e| json!({
+            "allocation_id": e.allocation_id, "service_line_id": e.service_line_id,
+            "committed": e.committed, "ends_at": e.ends_at,
+        })).collect::<Vec<_>>(),
+        "scheduled_supply_changes": d.supply_changes,
+        "projected_utilisation_percent": projected,
+    }});
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostQuery {
+    workspace_id: Option<String>,
+    period: Option<String>,
+}
+
+fn money(cents: i128, currency: &str) -> serde_json::Value {
+    json!({ "amount": format_cents(cents), "currency": currency })
+}
+
+pub async fn costs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CostQuery>,
+) -> ApiResult<Response> {
+    let ws = required(
+        "workspace_id",
+        opt_parse("workspace_id", q.workspace_id, WorkspaceId::parse)?,
+    )?;
+    let (label, period) = period_param(q.period, true)?;
+    let now = s.clock.now();
+    let data = s.store.cost_data(&caller.0, &ws, period, now).await?;
+    let mut totals: BTreeMap<String, [i128; 3]> = BTreeMap::new();
+    let mut pools = Vec::new();
+    for (pool, allocations) in &data.pools {
+        let price = pool
+            .unit_price
+            .as_ref()
+            .and_then(|p| parse_price_micros(&p.amount).map(|m| (m, p.currency.clone())));
+        let rows: Vec<_> = allocations
+            .iter()
+            .map(|(a, used)| {
+                let mut row = json!({ "allocation_id": a.id, "service_line_id": a.service_line_id, "delivered_quantity": used });
+                if let Some((micros, currency)) = &price {
+                    let committed = committed_cents(&a.commitment_timeline(), pool.period, period.start, period.end, *micros);
+                    let delivered = usage_cents(used.thousandths(), *micros);
+                    let projected = projected_cents(delivered, committed, period.start, period.end, now);
+                    let t = totals.entry(currency.clone()).or_default();
+                    t[0] += committed;
+                    t[1] += delivered;
+                    t[2] += projected;
+                    row["committed_cost"] = money(committed, currency);
+                    row["delivered_cost_to_date"] = money(delivered, currency);
+                    row["projected_cost"] = money(projected, currency);
+                }
+                row
+            })
+            .collect();
+        pools.push(json!({
+            "capacity_pool_id": pool.id,
+            "resource_type": pool.resource_type,
+            "unit_price": pool.unit_price,
+            "priced": price.is_some(),
+            "allocations": rows,
+        }));
+    }
+    let totals: Vec<_> = totals
+        .iter()
+        .map(|(c, t)| json!({ "currency": c, "committed_cost": money(t[0], c), "delivered_cost_to_date": money(t[1], c), "projected_cost": money(t[2], c) }))
+        .collect();
+    let body = json!({ "data": {
+        "workspace_id": ws, "period": label, "from": period.start, "to": period.end, "as_of": now.min(period.end),
+        "totals": totals, "pools": pools,
+    }});
+    Ok(axum::Json(body).into_response())
+}

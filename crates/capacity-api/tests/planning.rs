@@ -1,0 +1,338 @@
+//! Utilisation series, demand requests, the demand forecast and costs.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+const DEMAND: &str =
+    "/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=talent_hours&period=2026-Q3";
+
+#[tokio::test]
+async fn reference_demand_forecast() {
+    let app = spawn_app().await;
+    let a = app.get(DEMAND, &app.tokens.org_read).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let expected = json!({ "data": {
+        "workspace_id": "WS-26-000021", "resource_type": "talent_hours", "period": "2026-Q3",
+        "current_committed": 160, "pending_requests": 80, "available_supply": 40, "supply_gap": 40,
+    }});
+    assert_subset(&a.body, &expected, "");
+    let r = a.body["data"]["recommendation"].as_str().unwrap();
+    assert!(r.contains("cannot meet") && r.contains("40"), "{r}");
+    let weeks = a.body["data"]["weeks"].as_array().unwrap();
+    assert_eq!(weeks.len(), 14);
+    assert_eq!(weeks[0]["from"], "2026-07-01T00:00:00Z");
+    assert!(weeks.iter().all(|w| w["supply_gap"] == json!(40)));
+    assert!(a.body["data"]["projected_utilisation_percent"].is_number());
+}
+
+#[tokio::test]
+async fn a_forecast_reflects_an_ending_allocation_and_a_scheduled_reduction_per_week() {
+    let app = spawn_app().await;
+    let t = &app.tokens.org_write;
+    // ALLOC-441 (40) ends on Aug 1; ALLOC-442 drops from 60 to 50 from the next billing period after Aug 15.
+    app.patch(
+        "/v1/capacity/allocations/ALLOC-26-000441",
+        t,
+        json!({"ends_at": "2026-08-01T00:00:00Z"}),
+    )
+    .await;
+    app.clock.set(at("2026-08-15T00:00:00Z"));
+    app.patch(
+        "/v1/capacity/allocations/ALLOC-26-000442",
+        t,
+        json!({"committed_per_week": 50}),
+    )
+    .await;
+    app.clock.set(at(NOW));
+    let a = app.get(DEMAND, &app.tokens.org_read).await;
+    let d = &a.body["data"];
+    assert_eq!(d["current_committed"], json!(160));
+    let weeks = d["weeks"].as_array().unwrap();
+    let committed: Vec<_> = weeks
+        .iter()
+        .map(|w| w["current_committed"].clone())
+        .collect();
+    assert_eq!(
+        committed[4],
+        json!(160),
+        "week of Jul 27 still holds the 40 until Aug 1"
+    );
+    assert_eq!(committed[5], json!(120));
+    assert_eq!(
+        committed[9],
+        json!(120),
+        "week of Aug 31 holds 120 until Sep 1"
+    );
+    assert_eq!(committed[10], json!(110));
+    assert_eq!(weeks[10]["supply_gap"], json!(0));
+    assert_eq!(d["expiring_commitments"], json!(40));
+    assert_eq!(
+        d["expiring_allocations"][0]["allocation_id"],
+        "ALLOC-26-000441"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_supply_changes_inside_the_period_are_listed() {
+    let app = spawn_app().await;
+    let adj = json!({"delta": 40, "reason": "onboarding", "source": "talent_onboarded", "effective_at": "2026-08-03T00:00:00Z"});
+    app.post(
+        "/v1/capacity/CAP-26-000112/adjustments",
+        &app.tokens.platform,
+        adj,
+    )
+    .await;
+    let a = app.get(DEMAND, &app.tokens.org_read).await;
+    let d = &a.body["data"];
+    assert_eq!(d["scheduled_supply_changes"][0]["delta"], json!(40));
+    assert_eq!(
+        d["supply_gap"],
+        json!(40),
+        "the first weeks still lack supply"
+    );
+    let weeks = d["weeks"].as_array().unwrap();
+    assert_eq!(weeks[5]["supply_gap"], json!(0));
+}
+
+#[tokio::test]
+async fn monthly_pools_forecast_per_month() {
+    let app = spawn_app().await;
+    let a = app.get("/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=agent_credits&period=2026-07", &app.tokens.org_read).await;
+    let d = &a.body["data"];
+    assert_eq!(d["current_committed"], json!(45000));
+    assert_eq!(d["available_supply"], json!(55000));
+    assert_eq!(d["unit"], "credits");
+    // ten weeks of ~9700 credits over the last 12 weeks against 45000 a month (10384.615 a week).
+    let p = d["projected_utilisation_percent"].as_f64().unwrap();
+    assert_eq!(p, 77.1);
+}
+
+#[tokio::test]
+async fn the_period_must_be_a_quarter_month_or_week() {
+    let app = spawn_app().await;
+    for bad in ["2026-Q5", "2026", "Q3", "2026-W60", "next"] {
+        let a = app.get(&format!("/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=talent_hours&period={bad}"), &app.tokens.org_read).await;
+        assert_problem(&a, 422, "validation_failed");
+        assert_eq!(a.body["errors"][0]["field"], "period");
+    }
+    let w = app.get("/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=talent_hours&period=2026-W27", &app.tokens.org_read).await;
+    assert_eq!(w.status, 200);
+    assert_eq!(w.body["data"]["weeks"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn requests_are_created_listed_and_closed() {
+    let app = spawn_app().await;
+    let t = &app.tokens.org_write;
+    let body = json!({"workspace_id": WS, "resource_type": "talent_hours", "quantity_per_week": 20, "starts_at": "2026-05-04T00:00:00Z", "note": "QA"});
+    let a = app.post("/v1/capacity/requests", t, body).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.body["data"]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("REQ-26-"));
+    assert_eq!(a.body["data"]["status"], "pending");
+    let list = app
+        .get(
+            "/v1/capacity/requests?workspace_id=WS-26-000021&status=pending",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
+    let done = app
+        .send(
+            "PATCH",
+            &format!("/v1/capacity/requests/{id}"),
+            Some(t),
+            Some(json!({"status": "fulfilled", "allocation_id": "ALLOC-26-000441"})),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["data"]["allocation_id"], "ALLOC-26-000441");
+    let again = app
+        .send(
+            "PATCH",
+            &format!("/v1/capacity/requests/{id}"),
+            Some(t),
+            Some(json!({"status": "cancelled"})),
+        )
+        .await;
+    assert_problem(&again, 409, "request_not_pending");
+    assert_problem(
+        &app.send(
+            "PATCH",
+            &format!("/v1/capacity/requests/{id}"),
+            Some(&app.tokens.other_org),
+            Some(json!({"status": "cancelled"})),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn a_request_supply_cannot_meet_records_a_supply_gap_event() {
+    let app = spawn_app().await;
+    let t = &app.tokens.org_write;
+    let before = app.get("/v1/events?type=capacity.supply_gap", t).await.body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let fits = json!({"workspace_id": WS, "resource_type": "talent_hours", "quantity": 30, "starts_at": "2026-05-04T00:00:00Z", "ends_at": "2026-06-01T00:00:00Z"});
+    app.post("/v1/capacity/requests", t, fits).await;
+    let after_fit = app.get("/v1/events?type=capacity.supply_gap", t).await.body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after_fit, before);
+    let too_big = json!({"workspace_id": WS, "resource_type": "talent_hours", "quantity": 41, "starts_at": "2026-05-04T00:00:00Z", "ends_at": "2026-06-01T00:00:00Z"});
+    app.post("/v1/capacity/requests", t, too_big).await;
+    let events = app.get("/v1/events?type=capacity.supply_gap", t).await;
+    assert_eq!(events.body["data"].as_array().unwrap().len(), before + 1);
+}
+
+#[tokio::test]
+async fn utilisation_series_uses_the_commitment_in_force_each_week() {
+    let app = spawn_app().await;
+    let a = app
+        .get(
+            "/v1/capacity/allocations/ALLOC-26-000441/utilisation?weeks=3",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let w = a.body["data"]["weeks"].as_array().unwrap();
+    assert_eq!(w.len(), 3);
+    assert_eq!(w[2]["week_start"], "2026-04-06T00:00:00Z");
+    assert_eq!(w[2]["actual"], json!(38.5));
+    assert_eq!(w[2]["utilisation_percent"], json!(96.3));
+    assert_eq!(w[1]["actual"], json!(40));
+    // Change the commitment now; last week's percentage keeps the old commitment.
+    app.patch(
+        "/v1/capacity/allocations/ALLOC-26-000441",
+        &app.tokens.org_write,
+        json!({"committed_per_week": 20, "effective_immediately": true}),
+    )
+    .await;
+    let a = app
+        .get(
+            "/v1/capacity/allocations/ALLOC-26-000441",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.body["data"]["committed_per_week"], json!(20));
+    assert_eq!(a.body["data"]["utilisation_percent"], json!(96.3));
+    app.clock.set(at("2026-04-22T06:00:00Z"));
+    let a = app
+        .get(
+            "/v1/capacity/allocations/ALLOC-26-000441/utilisation?weeks=2",
+            &app.tokens.org_read,
+        )
+        .await;
+    let w = a.body["data"]["weeks"].as_array().unwrap();
+    assert_eq!(w[0]["committed"], json!(40));
+    assert_eq!(
+        w[1]["committed"],
+        json!(40),
+        "the week of Apr 13 peaked at 40 before the change"
+    );
+    for bad in ["0", "105", "x"] {
+        let a = app
+            .get(
+                &format!("/v1/capacity/allocations/ALLOC-26-000441/utilisation?weeks={bad}"),
+                &app.tokens.org_read,
+            )
+            .await;
+        assert_problem(&a, 422, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn utilisation_below_filters_allocations() {
+    let app = spawn_app().await;
+    let a = app
+        .get(
+            "/v1/capacity/allocations?utilisation_below=70",
+            &app.tokens.org_read,
+        )
+        .await;
+    let ids: Vec<_> = a.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["ALLOC-26-000443"]);
+    let a = app
+        .get(
+            "/v1/capacity/allocations?utilisation_below=96.4&limit=1",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.body["data"][0]["id"], "ALLOC-26-000441");
+    assert_eq!(a.body["meta"]["has_more"], json!(true));
+    let next = app
+        .get(
+            &format!(
+                "/v1/capacity/allocations?utilisation_below=96.4&limit=1&cursor={}",
+                a.body["meta"]["cursor"].as_str().unwrap()
+            ),
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(next.body["data"][0]["id"], "ALLOC-26-000442");
+    assert_problem(
+        &app.get(
+            "/v1/capacity/allocations?utilisation_below=abc",
+            &app.tokens.org_read,
+        )
+        .await,
+        422,
+        "validation_failed",
+    );
+}
+
+#[tokio::test]
+async fn costs_are_exact_and_per_allocation() {
+    let app = spawn_app().await;
+    let a = app
+        .get(
+            "/v1/capacity/costs?workspace_id=WS-26-000021&period=2026-04",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let pools = a.body["data"]["pools"].as_array().unwrap();
+    let talent = pools
+        .iter()
+        .find(|p| p["capacity_pool_id"] == "CAP-26-000112")
+        .unwrap();
+    let a441 = talent["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["allocation_id"] == "ALLOC-26-000441")
+        .unwrap();
+    // 40 h/week × 30/7 weeks × 85.00 = 14571.43
+    assert_eq!(
+        a441["committed_cost"],
+        json!({"amount": "14571.43", "currency": "USD"})
+    );
+    // April usage so far: Apr 6–10 (38.5) + the Apr 1–3 days of the week before.
+    assert!(
+        a441["delivered_cost_to_date"]["amount"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(a.body["data"]["totals"][0]["currency"], "USD");
+    let bad = app
+        .get(
+            "/v1/capacity/costs?workspace_id=WS-26-000021&period=2026-Q2",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_problem(&bad, 422, "validation_failed");
+}

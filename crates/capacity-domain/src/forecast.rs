@@ -1,0 +1,267 @@
+//! Demand against supply over a planning period (SPEC §5 Demand). Pure:
+//! the store reads the timelines, this module reads them over the period.
+
+use crate::quantity::format_thousandths;
+use crate::time::{Instant, MICROS_PER_WEEK};
+use crate::timeline::{RatioThousandths, Timeline};
+
+/// A planning period: a quarter (`2026-Q3`), a month (`2026-07`) or an ISO
+/// week (`2026-W27`), as a half-open range of instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanningPeriod {
+    pub start: Instant,
+    pub end: Instant,
+}
+
+impl PlanningPeriod {
+    pub fn parse(s: &str) -> Option<PlanningPeriod> {
+        let (y, rest) = s.split_once('-')?;
+        if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let year: i16 = y.parse().ok()?;
+        let num = |t: &str| -> Option<i8> {
+            (t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+        };
+        if let Some(q) = rest.strip_prefix('Q') {
+            let q: i8 = (q.len() == 1).then(|| q.parse().ok())??;
+            if !(1..=4).contains(&q) {
+                return None;
+            }
+            let start = Instant::from_ymd(year, (q - 1) * 3 + 1, 1)?;
+            let end = if q == 4 {
+                Instant::from_ymd(year + 1, 1, 1)?
+            } else {
+                Instant::from_ymd(year, q * 3 + 1, 1)?
+            };
+            return Some(PlanningPeriod { start, end });
+        }
+        if let Some(w) = rest.strip_prefix('W') {
+            let week = num(w)?;
+            let start = Instant::from_iso_week(year, week)?;
+            // Week 53 exists only in long ISO years.
+            if start.plus_micros(3 * 86_400_000_000).year() != year {
+                return None;
+            }
+            return Some(PlanningPeriod {
+                start,
+                end: start.plus_micros(MICROS_PER_WEEK),
+            });
+        }
+        let month = num(rest)?;
+        if !(1..=12).contains(&month) {
+            return None;
+        }
+        let start = Instant::from_ymd(year, month, 1)?;
+        Some(PlanningPeriod {
+            start,
+            end: start.next_month_start(),
+        })
+    }
+
+    /// The ISO weeks overlapping the period, the first and last clipped to it.
+    pub fn weeks(&self) -> Vec<PlanningPeriod> {
+        let mut out = Vec::new();
+        let mut start = self.start;
+        while start < self.end {
+            let end = start
+                .week_start()
+                .plus_micros(MICROS_PER_WEEK)
+                .min(self.end);
+            out.push(PlanningPeriod { start, end });
+            start = end;
+        }
+        out
+    }
+}
+
+/// The headline figures of a forecast window, in thousandths of the pool's
+/// unit per the pool's period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    /// Peak total commitment over the window.
+    pub committed: i64,
+    /// Peak pending demand over the window.
+    pub pending: i64,
+    /// Supply × ratio minus commitment at the peak commitment, never below 0.
+    pub available: i64,
+    /// Pending minus available, never below 0.
+    pub gap: i64,
+    /// Supply × ratio at the peak commitment.
+    pub capacity: i64,
+}
+
+/// Reads supply, commitment and pending demand over `[from, to)`.
+///
+/// The peak commitment's instant is where supply is read; where the peak is
+/// held at several instants, the one with least supply counts.
+pub fn figures(
+    supply: &Timeline,
+    ratio: RatioThousandths,
+    committed: &Timeline,
+    pending: &Timeline,
+    window: PlanningPeriod,
+) -> Figures {
+    let mut points: Vec<Instant> = std::iter::once(window.start)
+        .chain(
+            [supply, committed]
+                .iter()
+                .flat_map(|t| t.steps().iter().map(|s| s.0))
+                .filter(|&t| t > window.start && t < window.end),
+        )
+        .collect();
+    points.sort();
+    points.dedup();
+    let capacity_at =
+        |t: Instant| (supply.value_at(t) as i128 * ratio as i128).div_euclid(1000) as i64;
+    let (mut peak, mut cap) = (i64::MIN, 0);
+    for t in points {
+        let c = committed.value_at(t);
+        let s = capacity_at(t);
+        if c > peak || (c == peak && s < cap) {
+            peak = c;
+            cap = s;
+        }
+    }
+    let pending = pending.peak(window.start, window.end).max(0);
+    let available = (cap - peak).max(0);
+    Figures {
+        committed: peak,
+        pending,
+        available,
+        gap: (pending - available).max(0),
+        capacity: cap,
+    }
+}
+
+/// A plain sentence on what the figures mean and what to do.
+pub fn recommendation(f: &Figures, unit: &str, label: &str) -> String {
+    let q = format_thousandths;
+    if f.gap > 0 {
+        return format!(
+            "Supply cannot meet pending demand in {label}: {} {unit} are requested but only {} are available, a gap of {}. \
+             Add at least {} {unit} of supply before the period starts, or defer or decline requests.",
+            q(f.pending),
+            q(f.available),
+            q(f.gap),
+            q(f.gap)
+        );
+    }
+    let headroom = f.available - f.pending;
+    if f.capacity > 0 && headroom * 10 < f.capacity {
+        return format!(
+            "Supply covers pending demand in {label} but only just: {} {unit} of headroom remain after the {} requested. \
+             Plan extra supply before accepting more demand.",
+            q(headroom),
+            q(f.pending)
+        );
+    }
+    if f.capacity > 0 && (f.committed + f.pending) * 2 < f.capacity {
+        return format!(
+            "Supply is well above need in {label}: {} of {} {unit} are committed or requested. \
+             Consider releasing or reassigning surplus supply.",
+            q(f.committed + f.pending),
+            q(f.capacity)
+        );
+    }
+    format!(
+        "Supply comfortably covers pending demand in {label}: {} {unit} remain available after the {} requested.",
+        q(headroom),
+        q(f.pending)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Instant {
+        Instant::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_quarters_months_and_weeks() {
+        let q3 = PlanningPeriod::parse("2026-Q3").unwrap();
+        assert_eq!(
+            (q3.start, q3.end),
+            (at("2026-07-01T00:00:00Z"), at("2026-10-01T00:00:00Z"))
+        );
+        let q4 = PlanningPeriod::parse("2026-Q4").unwrap();
+        assert_eq!(q4.end, at("2027-01-01T00:00:00Z"));
+        let jul = PlanningPeriod::parse("2026-07").unwrap();
+        assert_eq!(jul.end, at("2026-08-01T00:00:00Z"));
+        let w27 = PlanningPeriod::parse("2026-W27").unwrap();
+        assert_eq!(w27.start, at("2026-06-29T00:00:00Z"));
+        for bad in [
+            "2026-Q5", "2026-13", "2026-W54", "2025-W53", "26-Q3", "2026-q3", "2026", "2026-7",
+            "2026-Q3x", "",
+        ] {
+            assert!(PlanningPeriod::parse(bad).is_none(), "{bad}");
+        }
+        assert!(PlanningPeriod::parse("2026-W53").is_some());
+    }
+
+    #[test]
+    fn weeks_are_clipped_to_the_period() {
+        let q3 = PlanningPeriod::parse("2026-Q3").unwrap();
+        let w = q3.weeks();
+        assert_eq!(w.len(), 14);
+        assert_eq!(w[0].start, at("2026-07-01T00:00:00Z"));
+        assert_eq!(w[0].end, at("2026-07-06T00:00:00Z"));
+        assert_eq!(w[13].end, at("2026-10-01T00:00:00Z"));
+        assert!(w.windows(2).all(|p| p[0].end == p[1].start));
+    }
+
+    #[test]
+    fn the_seed_forecast() {
+        let q3 = PlanningPeriod::parse("2026-Q3").unwrap();
+        let supply = Timeline::from_steps([(at("2026-01-01T00:00:00Z"), 200_000)]);
+        let committed = Timeline::from_steps([(at("2026-01-15T00:00:00Z"), 160_000)]);
+        let pending = Timeline::from_steps([(q3.start, 80_000), (q3.end, -80_000)]);
+        let f = figures(&supply, 1000, &committed, &pending, q3);
+        assert_eq!(
+            (f.committed, f.pending, f.available, f.gap),
+            (160_000, 80_000, 40_000, 40_000)
+        );
+        let r = recommendation(&f, "hours_per_week", "2026-Q3");
+        assert!(r.contains("cannot meet") && r.contains("40"), "{r}");
+    }
+
+    #[test]
+    fn commitments_ending_and_reductions_inside_the_period_show_per_week() {
+        let q3 = PlanningPeriod::parse("2026-Q3").unwrap();
+        let supply = Timeline::from_steps([(at("2026-01-01T00:00:00Z"), 200_000)]);
+        // 160 until Aug 1, when a 40 ends; a reduction of 20 on Sep 1.
+        let committed = Timeline::from_steps([
+            (at("2026-01-15T00:00:00Z"), 160_000),
+            (at("2026-08-01T00:00:00Z"), -40_000),
+            (at("2026-09-01T00:00:00Z"), -20_000),
+        ]);
+        let none = Timeline::default();
+        let weeks: Vec<i64> = q3
+            .weeks()
+            .iter()
+            .map(|w| figures(&supply, 1000, &committed, &none, *w).committed)
+            .collect();
+        assert_eq!(weeks[0], 160_000);
+        assert_eq!(weeks[4], 160_000); // Jul 27 – Aug 2 still holds 160 before Aug 1
+        assert_eq!(weeks[5], 120_000);
+        assert_eq!(weeks[13], 100_000);
+        let f = figures(&supply, 1000, &committed, &none, q3);
+        assert_eq!(f.committed, 160_000);
+    }
+
+    #[test]
+    fn recommendations_differ_by_case() {
+        let f = |c, p, a, cap| Figures {
+            committed: c,
+            pending: p,
+            available: a,
+            gap: (p - a).max(0),
+            capacity: cap,
+        };
+        assert!(recommendation(&f(190, 5, 10, 200), "u", "P").contains("only just"));
+        assert!(recommendation(&f(20, 10, 180, 200), "u", "P").contains("well above"));
+        assert!(recommendation(&f(120, 20, 80, 200), "u", "P").contains("comfortably"));
+    }
+}

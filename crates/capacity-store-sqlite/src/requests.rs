@@ -1,0 +1,465 @@
+//! Demand: pending requests, forecasts and cost reports read the same
+//! timelines the invariant guards.
+
+use crate::allocations;
+use crate::events::insert_event;
+use crate::pools::{self, commitment_timeline, supply_timeline, workspace_org};
+use crate::sql::{DbResult, Query, mint_id, text_or_internal};
+use capacity_domain::forecast::{PlanningPeriod, figures};
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{Adjustment, DemandRequest, Pool, RequestStatus, SupplySource};
+use capacity_domain::time::MICROS_PER_WEEK;
+use capacity_domain::timeline::Timeline;
+use capacity_domain::{
+    AllocationId, Delta, Instant, OrgId, Period, Quantity, ResourceType, WorkspaceId,
+};
+use capacity_store::{
+    AllocationFilter, CostData, Expiring, ForecastData, NewDemandRequest, Page, PageRequest,
+    PoolFilter, RequestFilter, RequestUpdate, Scope, StoreError,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const SELECT: &str = "SELECT seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, ends_at, \
+    note, status, allocation_id, created_at, updated_at, \
+    COALESCE((SELECT p.period FROM pools p WHERE p.workspace_id = r.workspace_id AND p.resource_type = r.resource_type), '') \
+    FROM demand_requests r";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<(i64, Option<DemandRequest>)> {
+    let seq: i64 = r.get(0)?;
+    let rt: String = r.get(4)?;
+    let status: String = r.get(9)?;
+    let period: String = r.get(13)?;
+    let (Some(resource_type), Some(status)) =
+        (ResourceType::parse(&rt), RequestStatus::parse(&status))
+    else {
+        return Ok((seq, None));
+    };
+    Ok((
+        seq,
+        Some(DemandRequest {
+            id: r.get(1)?,
+            workspace_id: WorkspaceId::from_trusted(r.get(2)?),
+            organization_id: OrgId::from_trusted(r.get(3)?),
+            resource_type,
+            period: Period::parse(&period).unwrap_or(resource_type.default_period()),
+            quantity: Quantity::from_thousandths(r.get(5)?),
+            starts_at: Instant::from_micros(r.get(6)?),
+            ends_at: r.get::<_, Option<i64>>(7)?.map(Instant::from_micros),
+            note: r.get(8)?,
+            status,
+            allocation_id: r
+                .get::<_, Option<String>>(10)?
+                .map(AllocationId::from_trusted),
+            created_at: Instant::from_micros(r.get(11)?),
+            updated_at: Instant::from_micros(r.get(12)?),
+        }),
+    ))
+}
+
+fn load(conn: &Connection, scope: &Scope, id: &str) -> Result<(i64, DemandRequest), StoreError> {
+    let mut q = Query::new(SELECT);
+    q.and("id = {}", id.to_owned());
+    q.scoped(scope, "organization_id", "workspace_id");
+    let (seq, r) = conn
+        .prepare_cached(&q.sql)
+        .db()?
+        .query_row(rusqlite::params_from_iter(q.params.iter()), row)
+        .optional()
+        .db()?
+        .ok_or(StoreError::NotFound)?;
+    Ok((seq, text_or_internal(r, "demand request")?))
+}
+
+/// The visible pool of a workspace for a resource type, if any.
+fn workspace_pool(
+    conn: &Connection,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+    now: Instant,
+) -> Result<Option<(i64, Pool)>, StoreError> {
+    let filter = PoolFilter {
+        workspace_id: Some(ws.clone()),
+        organization_id: None,
+        resource_type: Some(rt),
+    };
+    let page = pools::list(
+        conn,
+        scope,
+        &filter,
+        PageRequest {
+            limit: 1,
+            after: None,
+        },
+        now,
+    )?;
+    match page.items.into_iter().next() {
+        None => Ok(None),
+        Some(p) => {
+            let (seq, p) = pools::load(conn, scope, &p.id, now)?;
+            Ok(Some((seq, p)))
+        }
+    }
+}
+
+/// Pending demand for a workspace and type as a timeline.
+fn pending_timeline(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+) -> Result<Timeline, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT quantity, starts_at, ends_at FROM demand_requests \
+             WHERE workspace_id = ?1 AND resource_type = ?2 AND status = 'pending'",
+        )
+        .db()?;
+    let rows = stmt
+        .query_map(params![ws.as_str(), rt.as_str()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Timeline::from_steps(rows.into_iter().flat_map(
+        |(q, s, e)| {
+            std::iter::once((Instant::from_micros(s), q))
+                .chain(e.map(|e| (Instant::from_micros(e), -q)))
+        },
+    )))
+}
+
+pub fn create(
+    conn: &Connection,
+    scope: &Scope,
+    new: NewDemandRequest,
+    now: Instant,
+) -> Result<DemandRequest, StoreError> {
+    if let Some(end) = new.ends_at
+        && end <= new.starts_at
+    {
+        return Err(StoreError::invalid("ends_at", "must be after starts_at"));
+    }
+    let org = match workspace_org(conn, &new.workspace_id)? {
+        Some(org) => OrgId::from_trusted(org),
+        None => new.organization_id.clone().ok_or_else(|| {
+            StoreError::invalid(
+                "organization_id",
+                "is required for a workspace not seen before",
+            )
+        })?,
+    };
+    if !scope.sees(&org, &new.workspace_id) {
+        return Err(StoreError::NotFound);
+    }
+    let pool = workspace_pool(conn, scope, &new.workspace_id, new.resource_type, now)?;
+    let period = pool
+        .as_ref()
+        .map_or(new.resource_type.default_period(), |p| p.1.period);
+    let quantity = new.quantity.per_period(period);
+    let (seq, id) = mint_id(conn, MintedPrefix::Request, now)?;
+    conn.prepare_cached(
+        "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \
+         ends_at, note, status, allocation_id, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', NULL, ?10, ?10)",
+    )
+    .db()?
+    .execute(params![
+        seq,
+        id,
+        new.workspace_id.as_str(),
+        org.as_str(),
+        new.resource_type.as_str(),
+        quantity.thousandths(),
+        new.starts_at.micros(),
+        new.ends_at.map(|e| e.micros()),
+        new.note,
+        now.micros()
+    ])
+    .db()?;
+    let (_, request) = load(conn, scope, &id)?;
+    // Can supply as it stands meet all pending demand over this request's span?
+    let (supply, ratio, committed) = match &pool {
+        Some((pool_seq, p)) => (
+            supply_timeline(conn, *pool_seq)?,
+            p.overcommit_ratio,
+            commitment_timeline(conn, *pool_seq, now)?,
+        ),
+        None => (Timeline::default(), 1000, Timeline::default()),
+    };
+    let window = PlanningPeriod {
+        start: request.starts_at.max(now),
+        end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
+    };
+    if window.start < window.end {
+        let pending = pending_timeline(conn, &request.workspace_id, request.resource_type)?;
+        let f = figures(&supply, ratio, &committed, &pending, window);
+        if f.gap > 0 {
+            insert_event(
+                conn,
+                "capacity.supply_gap",
+                &request.organization_id,
+                &request.workspace_id,
+                serde_json::json!({
+                    "request": &request,
+                    "pending_requests": Quantity::from_thousandths(f.pending),
+                    "available_supply": Quantity::from_thousandths(f.available),
+                    "supply_gap": Quantity::from_thousandths(f.gap),
+                }),
+                now,
+            )?;
+        }
+    }
+    Ok(request)
+}
+
+pub fn update(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    update: RequestUpdate,
+    now: Instant,
+) -> Result<DemandRequest, StoreError> {
+    let (seq, request) = load(conn, scope, id)?;
+    if request.status != RequestStatus::Pending {
+        return Err(StoreError::conflict(
+            "request_not_pending",
+            format!(
+                "request {id} is {}; only pending requests change",
+                request.status.as_str()
+            ),
+        ));
+    }
+    if update.status == RequestStatus::Pending {
+        return Err(StoreError::invalid(
+            "status",
+            "must be fulfilled or cancelled",
+        ));
+    }
+    if let Some(a) = &update.allocation_id {
+        if update.status != RequestStatus::Fulfilled {
+            return Err(StoreError::invalid(
+                "allocation_id",
+                "is only for fulfilled requests",
+            ));
+        }
+        match allocations::load(conn, scope, a, now) {
+            Ok((_, alloc)) if alloc.workspace_id == request.workspace_id => {}
+            Ok(_) => {
+                return Err(StoreError::invalid(
+                    "allocation_id",
+                    "belongs to another workspace",
+                ));
+            }
+            Err(StoreError::NotFound) => {
+                return Err(StoreError::invalid("allocation_id", "names no allocation"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    conn.prepare_cached("UPDATE demand_requests SET status = ?1, allocation_id = ?2, updated_at = ?3 WHERE seq = ?4")
+        .db()?
+        .execute(params![update.status.as_str(), update.allocation_id.as_ref().map(|a| a.as_str()), now.micros(), seq])
+        .db()?;
+    Ok(load(conn, scope, id)?.1)
+}
+
+pub fn list(
+    conn: &Connection,
+    scope: &Scope,
+    f: &RequestFilter,
+    page: PageRequest,
+) -> Result<Page<DemandRequest>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.scoped(scope, "organization_id", "workspace_id");
+    if let Some(ws) = &f.workspace_id {
+        q.and("workspace_id = {}", ws.as_str().to_owned());
+    }
+    if let Some(rt) = f.resource_type {
+        q.and("resource_type = {}", rt.as_str().to_owned());
+    }
+    if let Some(s) = f.status {
+        q.and("status = {}", s.as_str().to_owned());
+    }
+    q.page("seq", page.after, page.limit);
+    let mut stmt = conn.prepare_cached(&q.sql).db()?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(q.params.iter()), row)
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let rows = rows
+        .into_iter()
+        .map(|(seq, r)| text_or_internal(r, "demand request").map(|r| (seq, r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+pub fn forecast_data(
+    conn: &Connection,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+    period: PlanningPeriod,
+    now: Instant,
+) -> Result<ForecastData, StoreError> {
+    let pending = {
+        // Only requests this scope may see count.
+        let visible =
+            workspace_org(conn, ws)?.is_some_and(|org| scope.sees(&OrgId::from_trusted(org), ws));
+        if visible {
+            pending_timeline(conn, ws, rt)?
+        } else {
+            Timeline::default()
+        }
+    };
+    let Some((pool_seq, pool)) = workspace_pool(conn, scope, ws, rt, now)? else {
+        return Ok(ForecastData {
+            pool: None,
+            supply: Timeline::default(),
+            committed: Timeline::default(),
+            pending,
+            supply_changes: Vec::new(),
+            expiring: Vec::new(),
+            usage_last_12_weeks: Quantity::ZERO,
+        });
+    };
+    let supply = supply_timeline(conn, pool_seq)?;
+    let committed = commitment_timeline(conn, pool_seq, period.start)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes \
+             WHERE pool_seq = ?1 AND effective_at >= ?2 AND effective_at < ?3 ORDER BY effective_at, seq",
+        )
+        .db()?;
+    let supply_changes = stmt
+        .query_map(
+            params![pool_seq, period.start.micros(), period.end.micros()],
+            |r| {
+                let source: String = r.get(3)?;
+                Ok(Adjustment {
+                    id: r.get(0)?,
+                    capacity_pool_id: pool.id.clone(),
+                    delta: Delta::from_thousandths(r.get(1)?),
+                    reason: r.get(2)?,
+                    source: SupplySource::parse(&source).unwrap_or(SupplySource::Correction),
+                    effective_at: Instant::from_micros(r.get(4)?),
+                    created_at: Instant::from_micros(r.get(5)?),
+                    created_by: r.get(6)?,
+                })
+            },
+        )
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM allocations WHERE pool_seq = ?1 AND \
+             ((ends_at >= ?2 AND ends_at < ?3) OR (closed_at >= ?2 AND closed_at < ?3)) ORDER BY seq",
+        )
+        .db()?;
+    let ending: Vec<String> = stmt
+        .query_map(
+            params![pool_seq, period.start.micros(), period.end.micros()],
+            |r| r.get(0),
+        )
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let mut expiring = Vec::new();
+    for id in ending {
+        let (_, a) = allocations::load(conn, scope, &AllocationId::from_trusted(id), now)?;
+        let end = [a.ends_at, a.closed_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Instant::END_OF_TIME);
+        let committed = a.commitment_timeline().value_at(end.plus_micros(-1));
+        if committed > 0 {
+            expiring.push(Expiring {
+                allocation_id: a.id,
+                service_line_id: a.service_line_id,
+                committed: Quantity::from_thousandths(committed),
+                ends_at: end,
+            });
+        }
+    }
+    let this_week = now.week_start();
+    let usage: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(quantity), 0) FROM pool_usage_weeks WHERE pool_seq = ?1 AND week_start >= ?2 AND week_start < ?3",
+        )
+        .db()?
+        .query_row(params![pool_seq, this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(), this_week.micros()], |r| r.get(0))
+        .db()?;
+    Ok(ForecastData {
+        pool: Some(pool),
+        supply,
+        committed,
+        pending,
+        supply_changes,
+        expiring,
+        usage_last_12_weeks: Quantity::from_thousandths(usage),
+    })
+}
+
+pub fn cost_data(
+    conn: &Connection,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    period: PlanningPeriod,
+    now: Instant,
+) -> Result<CostData, StoreError> {
+    let filter = PoolFilter {
+        workspace_id: Some(ws.clone()),
+        ..Default::default()
+    };
+    let pools = pools::list(
+        conn,
+        scope,
+        &filter,
+        PageRequest {
+            limit: 100,
+            after: None,
+        },
+        now,
+    )?;
+    let until = now.min(period.end);
+    let mut out = Vec::new();
+    for pool in pools.items {
+        let mut allocs = Vec::new();
+        let mut after = None;
+        loop {
+            let f = AllocationFilter {
+                capacity_pool_id: Some(pool.id.clone()),
+                ..Default::default()
+            };
+            let page = allocations::list(conn, scope, &f, PageRequest { limit: 100, after }, now)?;
+            for a in page.items {
+                let tl = a.commitment_timeline();
+                let used: i64 = conn
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(u.quantity), 0) FROM usage_records u JOIN allocations a ON a.seq = u.allocation_seq \
+                         WHERE a.id = ?1 AND u.occurred_at >= ?2 AND u.occurred_at < ?3",
+                    )
+                    .db()?
+                    .query_row(params![a.id.as_str(), period.start.micros(), until.micros()], |r| r.get(0))
+                    .db()?;
+                let overlaps = tl.peak(period.start, period.end) > 0;
+                if overlaps || used > 0 {
+                    allocs.push((a, Quantity::from_thousandths(used)));
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out.push((pool, allocs));
+    }
+    Ok(CostData { pools: out })
+}
