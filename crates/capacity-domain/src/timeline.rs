@@ -196,6 +196,17 @@ pub fn check_change(
     Ok(())
 }
 
+/// The first instant from `now` on where a supply timeline leaves
+/// `[0, 10^12]` units, with its value there: supply can be cut to nothing but
+/// not below, and never grows past the largest quantity the API accepts.
+pub fn supply_out_of_range(supply: &Timeline, now: Instant) -> Option<(Instant, i64)> {
+    let max = crate::quantity::MAX_UNITS * 1000;
+    std::iter::once(now)
+        .chain(supply.steps.iter().map(|s| s.0).filter(|&t| t > now))
+        .map(|t| (t, supply.value_at(t)))
+        .find(|&(_, v)| !(0..=max).contains(&v))
+}
+
 fn advance(steps: &[(Instant, i64)], i: &mut usize, v: &mut i64, t: Instant) {
     while *i < steps.len() && steps[*i].0 <= t {
         *v += steps[*i].1;
@@ -271,6 +282,19 @@ mod tests {
         let supply = Timeline::from_steps([(t(0), 10_000), (t(5), 100_000)]);
         let change = Timeline::from_steps([(t(0), 50_000)]); // backfill from t0
         assert!(check_change(&supply, 1000, &Timeline::default(), &change, t(6)).is_ok());
+    }
+
+    #[test]
+    fn supply_stays_between_zero_and_the_largest_quantity() {
+        let s = Timeline::from_steps([(t(0), 10_000), (t(5), -10_000)]);
+        assert_eq!(supply_out_of_range(&s, t(1)), None);
+        let s = Timeline::from_steps([(t(0), 10_000), (t(5), -10_001)]);
+        assert_eq!(supply_out_of_range(&s, t(1)), Some((t(5), -1)));
+        let s = Timeline::from_steps([(t(0), 1_000_000_000_000_000), (t(5), 1)]);
+        assert_eq!(
+            supply_out_of_range(&s, t(1)),
+            Some((t(5), 1_000_000_000_000_001))
+        );
     }
 
     proptest! {
