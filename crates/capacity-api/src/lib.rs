@@ -9,6 +9,7 @@ pub mod allocations;
 pub mod auth;
 pub mod clock;
 pub mod demo;
+pub mod dispatcher;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod planning;
 pub mod pools;
 pub mod service_lines;
 pub mod usage;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -38,6 +40,35 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
+    pub settings: Arc<Settings>,
+}
+
+/// Behaviour chosen by configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Let webhook URLs point at private and loopback addresses (tests, labs).
+    pub allow_private_webhooks: bool,
+    /// How often the webhook dispatcher looks for due deliveries when idle.
+    pub dispatch_interval: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            allow_private_webhooks: false,
+            dispatch_interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, clock: Clock) -> AppState {
+        AppState {
+            store,
+            clock,
+            settings: Arc::new(Settings::default()),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -75,6 +106,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/service-lines/{id}",
             get(service_lines::get).put(service_lines::put),
+        )
+        .route(
+            "/webhook-endpoints",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/webhook-endpoints/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route(
+            "/webhook-endpoints/{id}/deliveries",
+            get(webhooks::deliveries),
         )
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::get));
@@ -125,7 +168,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let dispatcher = tokio::spawn(dispatcher::run(state.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    dispatcher.abort();
+    served
 }

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage_weeks",
         include_str!("../migrations/0003_usage_weeks.sql"),
     ),
+    (
+        4,
+        "webhooks",
+        include_str!("../migrations/0004_webhooks.sql"),
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -60,6 +60,9 @@ enum Command {
         /// Load the seed dataset into an empty database and print a platform token.
         #[arg(long, env = "CAPACITY_DEMO")]
         demo: bool,
+        /// Let webhook URLs point at private or loopback addresses (off: SSRF protection).
+        #[arg(long, env = "CAPACITY_ALLOW_PRIVATE_WEBHOOKS")]
+        allow_private_webhooks: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -143,7 +146,12 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     let clock = clock()?;
     match command {
-        Command::Serve { listen, db, demo } => {
+        Command::Serve {
+            listen,
+            db,
+            demo,
+            allow_private_webhooks,
+        } => {
             let store = store::open(&db.database_url).await?;
             if demo {
                 if capacity_api::demo::load(store.as_ref(), clock.now())
@@ -171,7 +179,12 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, "serving");
-            capacity_api::serve(listener, AppState { store, clock }, shutdown_signal())
+            let mut state = AppState::new(store, clock);
+            state.settings = std::sync::Arc::new(capacity_api::Settings {
+                allow_private_webhooks,
+                ..capacity_api::Settings::default()
+            });
+            capacity_api::serve(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }

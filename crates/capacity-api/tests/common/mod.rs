@@ -72,6 +72,7 @@ pub async fn spawn_empty_app() -> TestApp {
 }
 
 async fn spawn(seed: bool) -> TestApp {
+    capacity_api::dispatcher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(capacity_store_sqlite::SqliteStore::open(dir.path().join("test.db")).unwrap());
@@ -108,10 +109,12 @@ async fn spawn(seed: bool) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState {
-        store: store.clone(),
-        clock: clock.clone(),
-    };
+    let mut state = AppState::new(store.clone(), clock.clone());
+    // Webhook receivers in tests listen on loopback.
+    state.settings = Arc::new(capacity_api::Settings {
+        allow_private_webhooks: true,
+        dispatch_interval: std::time::Duration::from_millis(20),
+    });
     tokio::spawn(capacity_api::serve(listener, state, std::future::pending()));
     TestApp {
         base,
