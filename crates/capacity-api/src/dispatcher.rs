@@ -33,10 +33,33 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// Runs until the task is dropped.
+/// Runs until the task is dropped: webhook deliveries, and once a week the
+/// low-utilisation evaluation (the store makes it happen once per week
+/// across processes).
 pub async fn run(state: AppState) {
     let client = client();
+    let mut evaluated_week = None;
     loop {
+        let week = state.clock.now().week_start();
+        if evaluated_week != Some(week) {
+            match state
+                .store
+                .evaluate_low_utilisation(
+                    week,
+                    state.settings.utilisation_low_tenths,
+                    state.clock.now(),
+                )
+                .await
+            {
+                Ok(n) => {
+                    evaluated_week = Some(week);
+                    if let Some(n) = n {
+                        tracing::info!(recorded = n, "weekly low-utilisation evaluation");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "low-utilisation evaluation failed; retrying"),
+            }
+        }
         let sent = match tick(&state, &client).await {
             Ok(n) => n,
             Err(e) => {

@@ -50,6 +50,9 @@ pub struct Settings {
     pub allow_private_webhooks: bool,
     /// How often the webhook dispatcher looks for due deliveries when idle.
     pub dispatch_interval: std::time::Duration,
+    /// `capacity.utilisation_low` is recorded weekly for active allocations
+    /// below this utilisation, in tenths of a percent (700 = 70 %).
+    pub utilisation_low_tenths: i64,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
         Settings {
             allow_private_webhooks: false,
             dispatch_interval: std::time::Duration::from_secs(1),
+            utilisation_low_tenths: 700,
         }
     }
 }

@@ -450,4 +450,17 @@ impl Store for SqliteStore {
             .write(move |c| webhooks::record_attempt(c, delivery_seq, outcome, now))
             .await
     }
+
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>> {
+        self.writer
+            .write(move |c| {
+                allocations::evaluate_low_utilisation(c, week_start, threshold_tenths, now)
+            })
+            .await
+    }
 }

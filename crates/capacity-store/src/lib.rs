@@ -584,6 +584,17 @@ pub trait Store: Send + Sync + 'static {
         now: Instant,
     ) -> Result<()>;
 
+    /// The weekly evaluation: records `capacity.utilisation_low` for every
+    /// active allocation whose utilisation in the week before `week_start`
+    /// is below `threshold_tenths`. Runs once per week however many
+    /// processes call it: `None` when the week was already evaluated.
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>>;
+
     /// Records a batch in one transaction; one outcome per record, in order.
     async fn record_usage(
         &self,

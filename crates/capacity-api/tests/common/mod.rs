@@ -114,6 +114,7 @@ async fn spawn(seed: bool) -> TestApp {
     state.settings = Arc::new(capacity_api::Settings {
         allow_private_webhooks: true,
         dispatch_interval: std::time::Duration::from_millis(20),
+        ..capacity_api::Settings::default()
     });
     tokio::spawn(capacity_api::serve(listener, state, std::future::pending()));
     TestApp {
