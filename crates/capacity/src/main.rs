@@ -4,6 +4,7 @@
 //! `CAPACITY_DATABASE_URL`, …); `CAPACITY_NOW` pins the clock.
 #![forbid(unsafe_code)]
 
+mod client;
 mod store;
 
 use capacity_api::auth::{generate_secret, hash_secret};
@@ -73,6 +74,39 @@ enum Command {
     Demo {
         #[command(flatten)]
         db: Db,
+    },
+    /// Client: pools on a running server.
+    Pools {
+        #[command(subcommand)]
+        command: client::PoolsCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: allocations on a running server.
+    Allocations {
+        #[command(subcommand)]
+        command: client::AllocationsCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: a demand forecast from a running server.
+    Forecast {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        resource_type: String,
+        /// `2026-Q3`, `2026-07` or `2026-W27`.
+        #[arg(long)]
+        period: String,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: recent events from a running server.
+    Events {
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[command(flatten)]
+        conn: client::Connection,
     },
     /// Manage API tokens.
     Tokens {
@@ -146,6 +180,31 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     let clock = clock()?;
     match command {
+        Command::Pools { command, conn } => {
+            client::run(conn, client::ClientCommand::Pools { command }).await
+        }
+        Command::Allocations { command, conn } => {
+            client::run(conn, client::ClientCommand::Allocations { command }).await
+        }
+        Command::Forecast {
+            workspace,
+            resource_type,
+            period,
+            conn,
+        } => {
+            client::run(
+                conn,
+                client::ClientCommand::Demand {
+                    workspace,
+                    resource_type,
+                    period,
+                },
+            )
+            .await
+        }
+        Command::Events { kind, conn } => {
+            client::run(conn, client::ClientCommand::Events { kind }).await
+        }
         Command::Serve {
             listen,
             db,
