@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::get));
     Router::new()
         .nest("/v1", v1)
+        .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -144,6 +145,22 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> Response {
     error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+/// The dashboard: a self-contained page (no external assets) that asks for a
+/// token and reads pools, allocations and next quarter's demand from the API.
+async fn dashboard() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("../assets/dashboard.html"),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {
