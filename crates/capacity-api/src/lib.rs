@@ -41,6 +41,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
     pub settings: Arc<Settings>,
+    pub tokens: Arc<auth::TokenCache>,
 }
 
 /// Behaviour chosen by configuration.
@@ -71,6 +72,7 @@ impl AppState {
             store,
             clock,
             settings: Arc::new(Settings::default()),
+            tokens: Arc::default(),
         }
     }
 }
