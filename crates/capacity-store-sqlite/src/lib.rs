@@ -1,13 +1,14 @@
 //! The embedded SQLite backend of the storage contract.
 //!
-//! - One write connection owned by the [`writer`] thread, which groups
-//!   concurrent writes into one durable commit (WAL, `synchronous=FULL`).
+//! - One write connection owned by the writer thread (`writer.rs`), which
+//!   groups concurrent writes into one durable commit (WAL, `synchronous=FULL`).
 //! - A small pool of read connections used inline on the calling task: a
 //!   read of a few indexed rows takes microseconds, less than a hop to a
 //!   blocking thread would.
-//! - [`migrate`] applies the embedded migrations at open.
-//! - One module per resource holds its SQL: [`pools`], [`allocations`],
-//!   [`usage`], [`events`], [`tokens`].
+//! - `migrate.rs` applies the embedded migrations at open.
+//! - One module per resource holds its SQL: `pools.rs`, `allocations.rs`,
+//!   `usage.rs`, `requests.rs` (demand, forecasts, costs), `service_lines.rs`,
+//!   `webhooks.rs`, `events.rs`, `tokens.rs`, `idempotency.rs`.
 #![forbid(unsafe_code)]
 
 mod allocations;
