@@ -16,6 +16,8 @@ use crate::time::Instant;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     steps: Vec<(Instant, i64)>,
+    /// `totals[i]` is the value from `steps[i].0` on: reads are a binary search.
+    totals: Vec<i64>,
 }
 
 impl Timeline {
@@ -31,7 +33,17 @@ impl Timeline {
             }
         }
         merged.retain(|s| s.1 != 0);
-        Timeline { steps: merged }
+        let totals = merged
+            .iter()
+            .scan(0i64, |acc, s| {
+                *acc += s.1;
+                Some(*acc)
+            })
+            .collect();
+        Timeline {
+            steps: merged,
+            totals,
+        }
     }
 
     pub fn steps(&self) -> &[(Instant, i64)] {
@@ -320,6 +332,18 @@ mod tests {
                     }
                 }
             }
+        }
+
+        #[test]
+        fn reads_match_the_definition(
+            steps in proptest::collection::vec((0i64..40, -50_000i64..50_000), 0..40),
+            from in 0i64..45, len in 0i64..20,
+        ) {
+            let tl = Timeline::from_steps(steps.iter().map(|&(h, d)| (t(h), d)));
+            let naive = |x: i64| steps.iter().filter(|s| s.0 <= x).map(|s| s.1).sum::<i64>();
+            prop_assert_eq!(tl.value_at(t(from)), naive(from));
+            let peak = (from..=from + len).filter(|&h| h == from || h < from + len).map(naive).max().unwrap();
+            prop_assert_eq!(tl.peak(t(from), t(from + len)), if len == 0 { naive(from) } else { peak });
         }
 
         #[test]
