@@ -68,6 +68,9 @@ fn connect(path: &Path) -> Result<Connection> {
          PRAGMA busy_timeout = 5000;",
     )
     .db()?;
+    // rusqlite keeps 16 prepared statements by default; the store has more
+    // distinct queries than that, and re-preparing costs more than running them.
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
