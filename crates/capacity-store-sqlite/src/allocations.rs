@@ -152,7 +152,8 @@ pub fn list(
         q.and("a.resource_type = {}", rt.as_str().to_owned());
     }
     if let Some(p) = &f.capacity_pool_id {
-        q.and("p.id = {}", p.as_str().to_owned());
+        // By sequence, so the (pool_seq, seq) index pages without a join.
+        q.and("a.pool_seq = (SELECT seq FROM pools WHERE id = {})", p.as_str().to_owned());
     }
     match f.orphaned {
         Some(true) => q.and_raw("(a.status <> 'closed' AND l.status = 'closed')"),

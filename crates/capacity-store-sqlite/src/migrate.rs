@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0003_usage_weeks",
     "0004_webhooks",
     "0005_evaluations",
+    "0006_list_indexes",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
