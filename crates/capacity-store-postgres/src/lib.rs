@@ -13,7 +13,8 @@
 //!   bounded number of times, invisibly to the caller; a database that
 //!   cannot be reached is [`StoreError::Unavailable`].
 //! - **No overcommit across processes:** a write that changes a pool's
-//!   supply or commitments first locks the pool row (`SELECT … FOR UPDATE`,
+//!   supply or commitments first locks the pool row (`SELECT … FOR NO KEY
+//!   UPDATE`,
 //!   [`pools`]`::lock`), then reads the timelines and calls the same pure
 //!   `capacity_domain::timeline::check_change` as SQLite. Writes to one pool
 //!   queue on its lock; writes to different pools do not wait for each other.
@@ -55,6 +56,9 @@ use tokio_postgres::config::Config as PgConfig;
 /// How many times a unit of work is run in all before a retryable failure is
 /// answered as [`StoreError::Unavailable`].
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// How long `ping` (`/readyz`) waits for the database.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connection settings. [`Options::default`] is what `capacity serve` uses.
 #[derive(Debug, Clone)]
@@ -172,8 +176,7 @@ impl PostgresStore {
                     // A short, growing, jittered pause so that transactions
                     // that collided do not collide again in lock-step.
                     let base = 2u64 << attempt;
-                    let jitter = u64::from(std::process::id() ^ attempt).wrapping_mul(7919) % base;
-                    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                    tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
                     attempt += 1;
                 }
                 (Err(e), reason) => {
@@ -243,6 +246,15 @@ impl PostgresStore {
     }
 }
 
+/// A random number below `bound` (std's hasher keys are random per
+/// instance: enough to spread retries, no extra dependency).
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(bound);
+    h.finish() % bound.max(1)
+}
+
 /// Builds a [`Unit`] from an `async move` block.
 macro_rules! unit {
     ($body:expr) => {
@@ -256,10 +268,18 @@ impl Store for PostgresStore {
     // and its future may only borrow the attempt's `Db`.
 
     async fn ping(&self) -> Result<()> {
-        self.run(Mode::Read, |db| {
+        // A load balancer's health check must get its answer quickly, even
+        // while connecting would wait for the full connect timeout.
+        let ping = self.run(Mode::Read, |db| {
             unit!(db.query_one("SELECT 1", &[]).await.map(|_| ()))
-        })
-        .await
+        });
+        tokio::time::timeout(PING_TIMEOUT, ping)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within {PING_TIMEOUT:?}"
+                )))
+            })
     }
 
     async fn is_empty(&self) -> Result<bool> {

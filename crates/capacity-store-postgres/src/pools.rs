@@ -58,11 +58,15 @@ fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
 /// the other, and the second (a fresh statement under READ COMMITTED) reads
 /// what the first committed. Changes to different pools do not wait for
 /// each other.
+///
+/// `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it excludes every other
+/// pool writer just the same, but not the key-share locks foreign-key checks
+/// take, so inserting a row that merely references the pool never waits.
 pub async fn lock(db: &Db<'_>, scope: &Scope, id: &PoolId) -> Result<i64, StoreError> {
     let mut q = Query::new("SELECT p.seq FROM pools p");
     q.and("p.id = {}", id.as_str().to_owned());
     q.scoped(scope, "p.organization_id", "p.workspace_id");
-    q.push(" FOR UPDATE");
+    q.push(" FOR NO KEY UPDATE");
     db.query_opt_built(&q)
         .await?
         .ok_or(StoreError::NotFound)?
