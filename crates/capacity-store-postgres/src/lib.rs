@@ -151,7 +151,7 @@ impl PostgresStore {
         self.pool.get().await.map_err(|e| {
             StoreError::Unavailable(match e {
                 deadpool_postgres::PoolError::Backend(e) => {
-                    format!("cannot connect to PostgreSQL: {}", sql::store_error(&e))
+                    format!("cannot connect to PostgreSQL: {}", sql::describe(&e))
                 }
                 other => format!("no PostgreSQL connection: {other}"),
             })

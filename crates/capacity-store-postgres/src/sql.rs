@@ -72,7 +72,7 @@ pub fn retry_reason(e: &tokio_postgres::Error) -> Option<Retry> {
 }
 
 /// The server's message, not just "db error".
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
         None => match std::error::Error::source(e) {
