@@ -13,17 +13,17 @@
 //!   bounded number of times, invisibly to the caller; a database that
 //!   cannot be reached is [`StoreError::Unavailable`].
 //! - **No overcommit across processes:** a write that changes a pool's
-//!   supply or commitments first locks the pool row (`SELECT … FOR NO KEY
-//!   UPDATE`,
-//!   [`pools`]`::lock`), then reads the timelines and calls the same pure
+//!   supply or commitments first locks the pool row (`pools::lock`:
+//!   `SELECT … FOR NO KEY UPDATE`), then reads the timelines and calls the same pure
 //!   `capacity_domain::timeline::check_change` as SQLite. Writes to one pool
 //!   queue on its lock; writes to different pools do not wait for each other.
 //! - [`migrate`] applies the embedded migrations at open, guarded by an
 //!   advisory lock so several processes may start at once.
 //! - One module per resource holds its SQL, mirroring the SQLite backend:
-//!   [`pools`], [`allocations`], [`usage`], [`events`], [`tokens`]; [`sql`]
+//!   `pools`, `allocations`, `usage`, `events`, `tokens`; `sql`
 //!   holds the shared helpers.
-//! - With the `testing` feature, [`testing`] creates throw-away databases.
+//! - With the `testing` feature, the `testing` module creates throw-away
+//!   databases for test suites.
 #![forbid(unsafe_code)]
 
 mod allocations;
@@ -70,6 +70,33 @@ pub struct Options {
     pub statement_timeout: Duration,
     /// How long a request waits for a free connection, or for a new one.
     pub connect_timeout: Duration,
+}
+
+impl Options {
+    /// The defaults, changed by `CAPACITY_DB_MAX_CONNECTIONS` and
+    /// `CAPACITY_DB_STATEMENT_TIMEOUT_MS` when they are set.
+    pub fn from_env() -> std::result::Result<Options, String> {
+        let mut o = Options::default();
+        let read = |name: &str| -> std::result::Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| format!("{name} must be a positive whole number, not {v:?}")),
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = read("CAPACITY_DB_MAX_CONNECTIONS")? {
+            o.max_connections = usize::try_from(n).map_err(|e| e.to_string())?;
+        }
+        if let Some(ms) = read("CAPACITY_DB_STATEMENT_TIMEOUT_MS")? {
+            o.statement_timeout = Duration::from_millis(ms);
+        }
+        Ok(o)
+    }
 }
 
 impl Default for Options {

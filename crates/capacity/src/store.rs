@@ -10,7 +10,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
         return Ok(Arc::new(store));
     }
     if capacity_store_postgres::is_postgres_url(url) {
-        let store = capacity_store_postgres::PostgresStore::open(url)
+        let options = capacity_store_postgres::Options::from_env()?;
+        let store = capacity_store_postgres::PostgresStore::open_with(url, options)
             .await
             .map_err(|e| format!("cannot open {}: {e}", redact(url)))?;
         return Ok(Arc::new(store));
