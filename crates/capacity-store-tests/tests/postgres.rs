@@ -69,3 +69,48 @@ async fn an_unreachable_database_is_unavailable() {
         Ok(_) => panic!("expected unavailable, got a store"),
     }
 }
+
+/// The two migration histories describe the same tables and columns (the
+/// drift a shared suite cannot see until a query fails).
+#[tokio::test]
+async fn both_backends_have_the_same_tables_and_columns() {
+    let Some(db) = TestDatabase::from_env("both_backends_have_the_same_tables_and_columns").await
+    else {
+        return;
+    };
+    PostgresStore::open(&db.url).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut pg: Vec<(String, String)> = client
+        .query(
+            "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns \
+             WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    pg.sort();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.db");
+    drop(capacity_store_sqlite::SqliteStore::open(&path).unwrap());
+    let lite = rusqlite::Connection::open(&path).unwrap();
+    let mut stmt = lite
+        .prepare(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table'",
+        )
+        .unwrap();
+    let mut sqlite: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    sqlite.sort();
+    assert_eq!(pg, sqlite);
+}
