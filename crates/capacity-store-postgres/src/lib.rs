@@ -250,10 +250,19 @@ impl PostgresStore {
             Ok(tx) => tx,
             Err(e) => return (Err(sql::store_error(&e)), sql::retry_reason(&e)),
         };
-        let (result, retry) = {
+        let (result, retry, failed) = {
             let db = Db::tx(&tx);
             let result = f(&db).await;
-            (result, db.retry())
+            (result, db.retry(), db.failed())
+        };
+        // PostgreSQL answers COMMIT of a transaction aborted by an error with
+        // a silent ROLLBACK: a unit that swallowed a failed statement must
+        // not be reported as done.
+        let result = match result {
+            Ok(_) if failed => Err(StoreError::Internal(
+                "a statement failed inside the transaction".into(),
+            )),
+            r => r,
         };
         match result {
             Ok(v) => match tx.commit().await {

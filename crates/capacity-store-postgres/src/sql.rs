@@ -10,6 +10,7 @@ use capacity_domain::Instant;
 use capacity_domain::ids::{MintedPrefix, mint};
 use capacity_store::{Scope, StoreError, Tenant};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -105,6 +106,7 @@ enum Conn<'a> {
 pub struct Db<'a> {
     conn: Conn<'a>,
     retry: Mutex<Option<Retry>>,
+    failed: AtomicBool,
 }
 
 pub type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -114,6 +116,7 @@ impl<'a> Db<'a> {
         Db {
             conn: Conn::Client(c),
             retry: Mutex::new(None),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -121,6 +124,7 @@ impl<'a> Db<'a> {
         Db {
             conn: Conn::Tx(t),
             retry: Mutex::new(None),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -129,7 +133,13 @@ impl<'a> Db<'a> {
         self.retry.lock().ok().and_then(|r| *r)
     }
 
+    /// Did any statement fail (which aborts a transaction)?
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     fn fail(&self, e: tokio_postgres::Error) -> StoreError {
+        self.failed.store(true, Ordering::Relaxed);
         if let Some(reason) = retry_reason(&e)
             && let Ok(mut r) = self.retry.lock()
         {
