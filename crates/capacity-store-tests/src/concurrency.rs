@@ -1,0 +1,215 @@
+//! The rules under concurrent writers. Every request is its own task on a
+//! multi-threaded runtime and nothing in the test orders them: whatever
+//! serialises them is the store's doing (SQLite's single writer; on
+//! PostgreSQL the pool row lock, across all the pool's connections).
+
+use crate::adjustments::adjustment;
+use crate::usage::record;
+use crate::*;
+use capacity_store::{AllocationFilter, EventFilter, UsageOutcome};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+async fn count_events(store: &dyn Store, kind: &str) -> usize {
+    store
+        .list_events(
+            &platform(),
+            EventFilter {
+                kind: Some(kind.into()),
+                created_after: None,
+            },
+            page(100),
+        )
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
+    let pool = talent_pool(store.as_ref(), 10).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..60 {
+        let (store, id) = (store.clone(), pool.id.clone());
+        tasks.spawn(async move { allocate(store.as_ref(), &id, 100 + i, 1).await });
+    }
+    let (mut created, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => created += 1,
+            Err(StoreError::InsufficientCapacity { .. }) => refused += 1,
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!((created, refused), (10, 50));
+    let p = store.get_pool(&platform(), &pool.id, now()).await.unwrap();
+    assert_eq!((p.allocated, p.available()), (th(10), 0));
+    let listed = store
+        .list_allocations(&platform(), AllocationFilter::default(), page(100), now())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 10);
+    assert_eq!(
+        count_events(store.as_ref(), "capacity.allocation.created").await,
+        10
+    );
+}
+
+pub async fn concurrent_pool_creation_makes_one_pool(store: Arc<dyn Store>) {
+    // The same workspace and resource type ten times at once: one pool.
+    let mut tasks = JoinSet::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .create_pool(
+                    &platform(),
+                    new_pool(ORG_A, WS_A, ResourceType::TalentHours, 10),
+                    now(),
+                )
+                .await
+        });
+    }
+    let mut created = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict {
+                code: "pool_exists",
+                ..
+            }) => {}
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+
+    // A new workspace claimed by two organizations at once: one wins it.
+    let mut tasks = JoinSet::new();
+    for (i, rt) in ResourceType::ALL.into_iter().enumerate() {
+        for org in [ORG_A, ORG_B] {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let r = store
+                    .create_pool(&platform(), new_pool(org, WS_B, rt, 10 + i as i64), now())
+                    .await;
+                (org, r)
+            });
+        }
+    }
+    let mut winners = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            (org, Ok(_)) => winners.push(org),
+            (
+                _,
+                Err(StoreError::Conflict {
+                    code: "workspace_organization_mismatch",
+                    ..
+                }),
+            ) => {}
+            (_, Err(e)) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), ResourceType::ALL.len());
+    assert!(winners.iter().all(|o| *o == winners[0]), "{winners:?}");
+}
+
+pub async fn concurrent_creates_may_share_a_new_service_line(store: Arc<dyn Store>) {
+    let mut pools = Vec::new();
+    for rt in ResourceType::ALL {
+        pools.push(
+            store
+                .create_pool(&platform(), new_pool(ORG_A, WS_A, rt, 100), now())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut tasks = JoinSet::new();
+    for id in pools.clone() {
+        let store = store.clone();
+        tasks.spawn(async move { allocate(store.as_ref(), &id, 42, 1).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("every create lands");
+    }
+    let on_line = store
+        .list_allocations(
+            &platform(),
+            AllocationFilter {
+                service_line_id: Some(line(42)),
+                ..Default::default()
+            },
+            page(100),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(on_line.items.len(), pools.len());
+}
+
+pub async fn a_record_id_sent_concurrently_counts_once(store: Arc<dyn Store>) {
+    let pool = talent_pool(store.as_ref(), 100).await;
+    let a = allocate(store.as_ref(), &pool.id, 1, 40).await.unwrap();
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (store, id) = (store.clone(), a.id.clone());
+        tasks.spawn(async move {
+            store
+                .record_usage(
+                    &platform(),
+                    vec![record("same", &id, units(2), at("2026-04-08T00:00:00Z"))],
+                    now(),
+                )
+                .await
+        });
+    }
+    let (mut accepted, mut duplicate) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task").expect("batch").as_slice() {
+            [UsageOutcome::Accepted] => accepted += 1,
+            [UsageOutcome::Duplicate] => duplicate += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((accepted, duplicate), (1, 19));
+    let read = store
+        .get_allocation(&platform(), &a.id, now())
+        .await
+        .unwrap();
+    assert_eq!(read.actual_last_week, units(2));
+}
+
+pub async fn supply_cuts_racing_creates_keep_the_invariant(store: Arc<dyn Store>) {
+    let pool = talent_pool(store.as_ref(), 30).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..30 {
+        let (s, id) = (store.clone(), pool.id.clone());
+        tasks.spawn(async move { allocate(s.as_ref(), &id, 100 + i, 1).await.map(|_| ()) });
+        if i == 10 {
+            let (s, id) = (store.clone(), pool.id.clone());
+            tasks.spawn(async move {
+                s.adjust_supply(&platform(), &id, adjustment(-10, None), now())
+                    .await
+                    .map(|_| ())
+            });
+        }
+    }
+    let mut created = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(()) => created += 1,
+            Err(StoreError::InsufficientCapacity { .. }) => {}
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    let created = created - 1; // the adjustment
+    // If the cut landed after k creates, max(k, 20) creates succeed; the
+    // pool is over-committed (and says so) exactly when k > 20.
+    let p = store.get_pool(&platform(), &pool.id, now()).await.unwrap();
+    assert_eq!(p.total, th(20));
+    assert_eq!(p.allocated, th(created));
+    assert!((20..=30).contains(&created), "{created} creates succeeded");
+    let announced = count_events(store.as_ref(), "capacity.pool_overcommitted").await;
+    assert_eq!(announced, usize::from(created > 20), "{created} creates");
+}
