@@ -6,7 +6,10 @@ use crate::events::insert_event;
 use crate::pools;
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Allocation, AllocationStatus, Resource, Terms};
+use capacity_domain::model::{
+    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
+    apply_terms_change, below_actual,
+};
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
 use capacity_domain::{
@@ -14,7 +17,8 @@ use capacity_domain::{
     WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, NewAllocation, Page, PageRequest, Scope, StoreError, unit_name,
+    AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, Scope, StoreError,
+    unit_name,
 };
 use std::collections::HashMap;
 use tokio_postgres::Row;
@@ -102,13 +106,13 @@ async fn complete(
     }
     let week_end = now.week_start();
     let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
+    // Last week's usage comes from the weekly rollup, as on SQLite.
     let mut actual: HashMap<i64, i64> = HashMap::new();
     for r in db
         .query(
-            "SELECT allocation_seq, COALESCE(SUM(quantity), 0)::BIGINT FROM usage_records \
-             WHERE allocation_seq = ANY($1) AND occurred_at >= $2 AND occurred_at < $3 \
-             GROUP BY allocation_seq",
-            &[&seqs, &week_start.micros(), &week_end.micros()],
+            "SELECT allocation_seq, quantity FROM usage_weeks \
+             WHERE allocation_seq = ANY($1) AND week_start = $2",
+            &[&seqs, &week_start.micros()],
         )
         .await?
     {
@@ -156,13 +160,8 @@ pub async fn load(
         .ok_or(StoreError::NotFound)
 }
 
-pub async fn list(
-    db: &Db<'_>,
-    scope: &Scope,
-    f: &AllocationFilter,
-    page: PageRequest,
-    now: Instant,
-) -> Result<Page<Allocation>, StoreError> {
+/// The rows `scope` may see that match `f`, before ordering and paging.
+fn filtered(scope: &Scope, f: &AllocationFilter) -> Query {
     let mut q = Query::new(SELECT);
     q.scoped(scope, "a.organization_id", "a.workspace_id");
     if let Some(ws) = &f.workspace_id {
@@ -185,7 +184,78 @@ pub async fn list(
         Some(false) => q.and_raw("NOT (a.status <> 'closed' AND l.status = 'closed')"),
         None => {}
     }
-    q.page("a.seq", page.after, page.limit);
+    q
+}
+
+/// How many rows a scan that filters on computed values (utilisation)
+/// completes per round trip.
+const SCAN_CHUNK: u32 = 200;
+
+pub async fn list(
+    db: &Db<'_>,
+    scope: &Scope,
+    f: &AllocationFilter,
+    page: PageRequest,
+    now: Instant,
+) -> Result<Page<Allocation>, StoreError> {
+    let Some(below) = f.utilisation_below_tenths else {
+        let mut q = filtered(scope, f);
+        q.page("a.seq", page.after, page.limit);
+        let rows = db
+            .query_built(&q)
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
+        let rows = complete(db, rows, now).await?;
+        return Ok(Page::from_rows(rows, page.limit));
+    };
+    // Utilisation is computed, not stored: walk the rows in order, a chunk
+    // per round trip, and keep those below the threshold until the page is
+    // full (SQLite walks them one by one; the result is the same).
+    let mut kept = Vec::new();
+    let mut after = page.after;
+    loop {
+        let mut q = filtered(scope, f);
+        q.page("a.seq", after, SCAN_CHUNK - 1);
+        let rows = db
+            .query_built(&q)
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
+        let exhausted = rows.len() < SCAN_CHUNK as usize;
+        after = rows.last().map(|r| r.seq);
+        for (seq, a) in complete(db, rows, now).await? {
+            if a.utilisation_percent().is_some_and(|p| p.tenths() < below) {
+                kept.push((seq, a));
+                if kept.len() > page.limit as usize {
+                    return Ok(Page::from_rows(kept, page.limit));
+                }
+            }
+        }
+        if exhausted || after.is_none() {
+            return Ok(Page::from_rows(kept, page.limit));
+        }
+    }
+}
+
+/// The visible allocations with these ids, in creation order.
+pub async fn load_many(
+    db: &Db<'_>,
+    scope: &Scope,
+    ids: Vec<String>,
+    now: Instant,
+) -> Result<Vec<Allocation>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Query::new(SELECT);
+    q.and("a.id = ANY({})", ids);
+    q.scoped(scope, "a.organization_id", "a.workspace_id");
+    q.push(" ORDER BY a.seq");
     let rows = db
         .query_built(&q)
         .await?
@@ -193,8 +263,11 @@ pub async fn list(
         .map(row)
         .collect::<Result<Vec<_>, _>>()
         .db()?;
-    let rows = complete(db, rows, now).await?;
-    Ok(Page::from_rows(rows, page.limit))
+    Ok(complete(db, rows, now)
+        .await?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
 }
 
 /// Registers a service line on first sight; refuses one of another workspace
@@ -347,6 +420,21 @@ pub async fn create(
     )
     .await?;
     let (_, alloc) = load(db, scope, &AllocationId::from_trusted(id), now).await?;
+    let created =
+        serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let none = serde_json::Value::Null;
+    write_history(
+        db,
+        seq,
+        "created",
+        &scope.token_id,
+        None,
+        &none,
+        &created,
+        starts_at,
+        now,
+    )
+    .await?;
     insert_event(
         db,
         "capacity.allocation.created",
@@ -357,4 +445,480 @@ pub async fn create(
     )
     .await?;
     Ok(alloc)
+}
+
+/// Appends one entry to an allocation's history.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_history(
+    db: &Db<'_>,
+    alloc_seq: i64,
+    action: &str,
+    actor: &str,
+    reason: Option<&str>,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    effective_at: Instant,
+    now: Instant,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &alloc_seq,
+            &action,
+            &actor,
+            &reason,
+            &before.to_string(),
+            &after.to_string(),
+            &effective_at.micros(),
+            &now.micros(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn replace_terms(db: &Db<'_>, alloc_seq: i64, terms: &[Terms]) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM allocation_terms WHERE allocation_seq = $1",
+        &[&alloc_seq],
+    )
+    .await?;
+    for t in terms {
+        let resources =
+            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?;
+        db.execute(
+            "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &alloc_seq,
+                &t.effective_at.micros(),
+                &t.committed.thousandths(),
+                &resources,
+                &t.reason,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The fields of `terms` a history entry shows.
+fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    if change.committed.is_some() {
+        v.insert("committed".into(), serde_json::json!(t.committed));
+        v.insert(
+            "committed_per_week".into(),
+            serde_json::json!(period.to_per_week(t.committed)),
+        );
+    }
+    if change.resources.is_some() {
+        v.insert("resources".into(), serde_json::json!(t.resources));
+    }
+    serde_json::Value::Object(v)
+}
+
+/// The id of the pool a visible allocation draws on.
+async fn pool_of(db: &Db<'_>, scope: &Scope, id: &AllocationId) -> Result<PoolId, StoreError> {
+    let mut q = Query::new("SELECT p.id FROM allocations a JOIN pools p ON p.seq = a.pool_seq");
+    q.and("a.id = {}", id.as_str().to_owned());
+    q.scoped(scope, "a.organization_id", "a.workspace_id");
+    let id: String = db
+        .query_opt_built(&q)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .try_get(0)
+        .db()?;
+    Ok(PoolId::from_trusted(id))
+}
+
+pub async fn patch(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &AllocationId,
+    patch: AllocationPatch,
+    now: Instant,
+) -> Result<Allocation, StoreError> {
+    // The pool's lock first, as `create` takes it: every write to the pool's
+    // commitments (and so to this allocation) waits for it, so what is read
+    // below (the version, the terms, the timelines) stays true until commit.
+    let pool_id = pool_of(db, scope, id).await?;
+    let pool_seq = pools::lock(db, scope, &pool_id).await?;
+    let (seq, old) = load(db, scope, id, now).await?;
+    if let Some(expected) = patch.if_match
+        && expected != old.version
+    {
+        return Err(StoreError::PreconditionFailed { expected });
+    }
+    if old.status == AllocationStatus::Closed {
+        return Err(StoreError::conflict(
+            "allocation_closed",
+            format!("allocation {id} is closed; closed is final"),
+        ));
+    }
+    let mut new = old.clone();
+    let reason = patch.reason.as_deref();
+
+    // Terms: scheduled for the next billing period unless immediate.
+    let change = TermsChange {
+        committed: patch.committed.map(|c| c.per_period(old.period)),
+        resources: patch.resources.clone(),
+    };
+    let terms_at = if patch.effective_immediately {
+        now
+    } else {
+        now.next_month_start()
+    };
+    if !change.is_empty() {
+        new.terms = apply_terms_change(
+            &old.terms,
+            &change,
+            terms_at,
+            patch.effective_immediately,
+            reason,
+        );
+    }
+    if let Some(ends_at) = patch.ends_at {
+        if let Some(end) = ends_at {
+            if end < now {
+                return Err(StoreError::invalid("ends_at", "must not be in the past"));
+            }
+            if end <= old.starts_at {
+                return Err(StoreError::invalid("ends_at", "must be after started_at"));
+            }
+        }
+        new.ends_at = ends_at;
+    }
+    if let Some(status) = patch.status {
+        new.status = status;
+        if status == AllocationStatus::Closed {
+            new.closed_at = Some(now);
+        }
+    }
+
+    let terms_changed = new.terms != old.terms;
+    let changed = terms_changed || new.ends_at != old.ends_at || new.status != old.status;
+    if !changed {
+        return Ok(old);
+    }
+
+    // The no-overcommit rule judges whatever the patch raises, now or later.
+    let (_, pool) = pools::load(db, scope, &old.capacity_pool_id, now).await?;
+    let delta = new.commitment_timeline().minus(&old.commitment_timeline());
+    if delta.steps().iter().any(|s| s.1 > 0) {
+        let supply = pools::supply_timeline(db, pool_seq).await?;
+        let before = pools::commitment_timeline(db, pool_seq, now).await?;
+        check_change(&supply, pool.overcommit_ratio, &before, &delta, now).map_err(
+            |overcommit| StoreError::InsufficientCapacity {
+                overcommit,
+                unit: unit_name(pool.resource_type),
+            },
+        )?;
+    }
+
+    db.execute(
+        "UPDATE allocations SET status = $1, ends_at = $2, closed_at = $3, updated_at = $4, version = version + 1 \
+         WHERE seq = $5",
+        &[
+            &new.status.as_str(),
+            &new.ends_at.map(|e| e.micros()),
+            &new.closed_at.map(|c| c.micros()),
+            &now.micros(),
+            &seq,
+        ],
+    )
+    .await?;
+    if terms_changed {
+        replace_terms(db, seq, &new.terms).await?;
+    }
+    write_steps(db, pool_seq, seq, &new.commitment_timeline()).await?;
+    db.execute(
+        "UPDATE pools SET updated_at = $1 WHERE seq = $2",
+        &[&now.micros(), &pool_seq],
+    )
+    .await?;
+
+    // History: one entry for what applies now, one for what is scheduled.
+    let mut before_now = serde_json::Map::new();
+    let mut after_now = serde_json::Map::new();
+    if new.ends_at != old.ends_at {
+        before_now.insert("ends_at".into(), serde_json::json!(old.ends_at));
+        after_now.insert("ends_at".into(), serde_json::json!(new.ends_at));
+    }
+    if new.status != old.status {
+        before_now.insert("status".into(), serde_json::json!(old.status));
+        after_now.insert("status".into(), serde_json::json!(new.status));
+    }
+    if terms_changed {
+        let before_terms = terms_json(old.current_terms(terms_at), old.period, &change);
+        let after_terms = terms_json(new.current_terms(terms_at), old.period, &change);
+        if patch.effective_immediately {
+            extend(&mut before_now, before_terms);
+            extend(&mut after_now, after_terms);
+        } else {
+            write_history(
+                db,
+                seq,
+                "updated",
+                &scope.token_id,
+                reason,
+                &before_terms,
+                &after_terms,
+                terms_at,
+                now,
+            )
+            .await?;
+        }
+    }
+    if !after_now.is_empty() {
+        let action = if new.status == AllocationStatus::Closed {
+            "closed"
+        } else {
+            "updated"
+        };
+        write_history(
+            db,
+            seq,
+            action,
+            &scope.token_id,
+            reason,
+            &before_now.into(),
+            &after_now.into(),
+            now,
+            now,
+        )
+        .await?;
+    }
+
+    let (_, updated) = load(db, scope, id, now).await?;
+    let (org, ws) = (&updated.organization_id, &updated.workspace_id);
+    insert_event(
+        db,
+        "capacity.allocation.updated",
+        org,
+        ws,
+        updated.view(now),
+        now,
+    )
+    .await?;
+    if updated.status == AllocationStatus::Closed {
+        insert_event(
+            db,
+            "capacity.allocation.closed",
+            org,
+            ws,
+            updated.view(now),
+            now,
+        )
+        .await?;
+    }
+    if let Some(c) = change.committed
+        && c < old.current_terms(now).committed
+        && below_actual(c, old.period, old.actual_last_week)
+    {
+        insert_event(
+            db,
+            "capacity.utilisation_warning",
+            org,
+            ws,
+            serde_json::json!({
+                "allocation": updated.view(now),
+                "committed_per_week": old.period.to_per_week(c),
+                "actual_last_week": old.actual_last_week,
+                "effective_at": terms_at,
+            }),
+            now,
+        )
+        .await?;
+    }
+    Ok(updated)
+}
+
+fn extend(map: &mut serde_json::Map<String, serde_json::Value>, v: serde_json::Value) {
+    if let serde_json::Value::Object(o) = v {
+        map.extend(o);
+    }
+}
+
+pub async fn history(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &AllocationId,
+    page: PageRequest,
+) -> Result<Page<HistoryEntry>, StoreError> {
+    let (seq, a) = load(db, scope, id, Instant::END_OF_TIME).await?;
+    let mut q = Query::new(
+        "SELECT seq, action, actor, reason, before, after, effective_at, created_at FROM allocation_history",
+    );
+    q.and("allocation_seq = {}", seq);
+    q.page("seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(|r| {
+            let before: Option<String> = r.try_get(4)?;
+            let after: String = r.try_get(5)?;
+            Ok((
+                r.try_get::<_, i64>(0)?,
+                HistoryEntry {
+                    allocation_id: a.id.clone(),
+                    action: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    before: before
+                        .and_then(|b| serde_json::from_str(&b).ok())
+                        .unwrap_or(serde_json::Value::Null),
+                    after: serde_json::from_str(&after).unwrap_or(serde_json::Value::Null),
+                    effective_at: Instant::from_micros(r.try_get(6)?),
+                    created_at: Instant::from_micros(r.try_get(7)?),
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+/// What usage ingestion needs to know of an allocation.
+pub struct Target {
+    pub seq: i64,
+    pub pool_seq: i64,
+    pub organization_id: String,
+    pub closed: bool,
+}
+
+/// The allocations usage is recorded against, by id, of those visible to
+/// `scope` (one query for a whole batch).
+pub async fn usage_targets(
+    db: &Db<'_>,
+    scope: &Scope,
+    ids: Vec<String>,
+) -> Result<HashMap<String, Target>, StoreError> {
+    let mut q = Query::new("SELECT id, seq, pool_seq, organization_id, status FROM allocations");
+    q.and("id = ANY({})", ids);
+    q.scoped(scope, "organization_id", "workspace_id");
+    db.query_built(&q)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Target {
+                    seq: r.try_get(1)?,
+                    pool_seq: r.try_get(2)?,
+                    organization_id: r.try_get(3)?,
+                    closed: r.try_get::<_, String>(4)? == "closed",
+                },
+            ))
+        })
+        .collect::<Result<HashMap<_, _>, tokio_postgres::Error>>()
+        .db()
+}
+
+/// The weekly series of the last `weeks` complete ISO weeks, oldest first.
+pub async fn utilisation_series(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &AllocationId,
+    weeks: u32,
+    now: Instant,
+) -> Result<Vec<UtilisationWeek>, StoreError> {
+    let (seq, a) = load(db, scope, id, now).await?;
+    let timeline = a.commitment_timeline();
+    let this_week = now.week_start();
+    let first = this_week.plus_micros(-(weeks as i64) * MICROS_PER_WEEK);
+    // Every week's rollup in one query.
+    let usage: HashMap<i64, i64> = db
+        .query(
+            "SELECT week_start, quantity FROM usage_weeks \
+             WHERE allocation_seq = $1 AND week_start >= $2 AND week_start < $3",
+            &[&seq, &first.micros(), &this_week.micros()],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .db()?;
+    let mut out = Vec::with_capacity(weeks as usize);
+    for i in (1..=weeks as i64).rev() {
+        let start = this_week.plus_micros(-i * MICROS_PER_WEEK);
+        let end = start.plus_micros(MICROS_PER_WEEK);
+        let committed = Quantity::from_thousandths(timeline.peak(start, end));
+        let actual = Quantity::from_thousandths(usage.get(&start.micros()).copied().unwrap_or(0));
+        out.push(UtilisationWeek {
+            week_start: start,
+            committed,
+            committed_per_week: a.period.to_per_week(committed),
+            actual,
+            utilisation_percent: capacity_domain::utilisation::weekly_utilisation(
+                actual, committed, a.period,
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// See `Store::evaluate_low_utilisation`. The `evaluations` row is inserted
+/// first, in the same transaction as the events: a second process inserting
+/// the same week waits for the first to commit, then finds the row and does
+/// nothing (and if the first rolls back, the second evaluates instead).
+pub async fn evaluate_low_utilisation(
+    db: &Db<'_>,
+    week_start: Instant,
+    threshold_tenths: i64,
+    now: Instant,
+) -> Result<Option<usize>, StoreError> {
+    let fresh = db
+        .execute(
+            "INSERT INTO evaluations (kind, period_start, evaluated_at) VALUES ('utilisation_low', $1, $2) \
+             ON CONFLICT DO NOTHING",
+            &[&week_start.micros(), &now.micros()],
+        )
+        .await?;
+    if fresh == 0 {
+        return Ok(None);
+    }
+    let mut recorded = 0;
+    let mut after = None;
+    loop {
+        let mut q = Query::new(SELECT);
+        q.and_raw("a.status = 'active'");
+        q.page("a.seq", after, SCAN_CHUNK - 1);
+        let rows = db
+            .query_built(&q)
+            .await?
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
+        let exhausted = rows.len() < SCAN_CHUNK as usize;
+        after = rows.last().map(|r| r.seq);
+        for (_, a) in complete(db, rows, week_start).await? {
+            if let Some(p) = a.utilisation_percent()
+                && p.tenths() < threshold_tenths
+            {
+                let data = serde_json::json!({
+                    "allocation": a.view(now),
+                    "week_start": week_start.plus_micros(-MICROS_PER_WEEK),
+                    "utilisation_percent": p,
+                    "threshold_percent": capacity_domain::utilisation::Percent::from_tenths(threshold_tenths),
+                });
+                insert_event(
+                    db,
+                    "capacity.utilisation_low",
+                    &a.organization_id,
+                    &a.workspace_id,
+                    data,
+                    now,
+                )
+                .await?;
+                recorded += 1;
+            }
+        }
+        if exhausted || after.is_none() {
+            return Ok(Some(recorded));
+        }
+    }
 }

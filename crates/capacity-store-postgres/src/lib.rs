@@ -20,30 +20,44 @@
 //! - [`migrate`] applies the embedded migrations at open, guarded by an
 //!   advisory lock so several processes may start at once.
 //! - One module per resource holds its SQL, mirroring the SQLite backend:
-//!   `pools`, `allocations`, `usage`, `events`, `tokens`; `sql`
-//!   holds the shared helpers.
+//!   `pools`, `allocations`, `usage`, `service_lines`, `idempotency`,
+//!   `requests`, `webhooks`, `events`, `tokens`; `sql` holds the shared
+//!   helpers.
+//! - Background work shared by several processes is claimed, never
+//!   assumed: webhook deliveries with `FOR UPDATE SKIP LOCKED` and a lease
+//!   under the fan-out cursor's row lock, the weekly evaluation by its
+//!   `evaluations` row inserted in the same transaction as its events.
 //! - With the `testing` feature, the `testing` module creates throw-away
 //!   databases for test suites.
 #![forbid(unsafe_code)]
 
 mod allocations;
 mod events;
+mod idempotency;
 pub mod migrate;
 mod pools;
+mod requests;
+mod service_lines;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;
 mod usage;
+mod webhooks;
 
 use async_trait::async_trait;
+use capacity_domain::forecast::PlanningPeriod;
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Adjustment, Allocation, Event, Pool};
-use capacity_domain::{AllocationId, Instant, PoolId};
+use capacity_domain::model::{
+    Adjustment, Allocation, DemandRequest, Event, HistoryEntry, Pool, ServiceLine, UtilisationWeek,
+};
+use capacity_domain::{AllocationId, Instant, PoolId, ResourceType, ServiceLineId, WorkspaceId};
 use capacity_store::{
-    AllocationFilter, EventFilter, NewAdjustment, NewAllocation, NewPool, NewToken, Page,
-    PageRequest, PoolFilter, Principal, Result, Scope, Store, StoreError, TokenRecord,
-    UsageOutcome, UsageRecord,
+    AllocationFilter, AllocationPatch, AttemptOutcome, CostData, Delivery, DeliveryJob,
+    EventFilter, ForecastData, IdempotencyReservation, NewAdjustment, NewAllocation,
+    NewDemandRequest, NewPool, NewToken, NewWebhookEndpoint, Page, PageRequest, PoolFilter,
+    Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store, StoreError,
+    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool as PgPool, RecyclingMethod, Runtime};
 use sql::{Db, DbResult, Retry};
@@ -497,6 +511,263 @@ impl Store for PostgresStore {
         self.run(Mode::Read, |db| {
             let (scope, id) = (scope.clone(), id.to_owned());
             unit!(events::get(db, &scope, &id).await)
+        })
+        .await
+    }
+
+    async fn patch_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        patch: AllocationPatch,
+        now: Instant,
+    ) -> Result<Allocation> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
+            unit!(allocations::patch(db, &scope, &id, patch, now).await)
+        })
+        .await
+    }
+
+    async fn allocation_history(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        page: PageRequest,
+    ) -> Result<Page<HistoryEntry>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(allocations::history(db, &scope, &id, page).await)
+        })
+        .await
+    }
+
+    async fn put_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        put: ServiceLinePut,
+        now: Instant,
+    ) -> Result<ServiceLine> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, put) = (scope.clone(), id.clone(), put.clone());
+            unit!(service_lines::put(db, &scope, &id, put, now).await)
+        })
+        .await
+    }
+
+    async fn get_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        now: Instant,
+    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(service_lines::get(db, &scope, &id, now).await)
+        })
+        .await
+    }
+
+    async fn idempotency_reserve(
+        &self,
+        owner: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Instant,
+    ) -> Result<IdempotencyReservation> {
+        self.run(Mode::Write, |db| {
+            let (owner, key) = (owner.to_owned(), key.to_owned());
+            unit!(idempotency::reserve(db, &owner, &key, fingerprint, now).await)
+        })
+        .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        owner: &str,
+        key: &str,
+        response: Option<StoredResponse>,
+    ) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let (owner, key, response) = (owner.to_owned(), key.to_owned(), response.clone());
+            unit!(idempotency::finish(db, &owner, &key, response).await)
+        })
+        .await
+    }
+
+    async fn utilisation_series(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        weeks: u32,
+        now: Instant,
+    ) -> Result<Vec<UtilisationWeek>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(allocations::utilisation_series(db, &scope, &id, weeks, now).await)
+        })
+        .await
+    }
+
+    async fn create_request(
+        &self,
+        scope: &Scope,
+        new: NewDemandRequest,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(requests::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn update_request(
+        &self,
+        scope: &Scope,
+        id: &str,
+        update: RequestUpdate,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, update) = (scope.clone(), id.to_owned(), update.clone());
+            unit!(requests::update(db, &scope, &id, update, now).await)
+        })
+        .await
+    }
+
+    async fn list_requests(
+        &self,
+        scope: &Scope,
+        filter: RequestFilter,
+        page: PageRequest,
+    ) -> Result<Page<DemandRequest>> {
+        self.run(Mode::Read, |db| {
+            let (scope, filter) = (scope.clone(), filter.clone());
+            unit!(requests::list(db, &scope, &filter, page).await)
+        })
+        .await
+    }
+
+    async fn forecast_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        resource_type: ResourceType,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<ForecastData> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, ws) = (scope.clone(), workspace_id.clone());
+            unit!(requests::forecast_data(db, &scope, &ws, resource_type, period, now).await)
+        })
+        .await
+    }
+
+    async fn cost_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<CostData> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, ws) = (scope.clone(), workspace_id.clone());
+            unit!(requests::cost_data(db, &scope, &ws, period, now).await)
+        })
+        .await
+    }
+
+    async fn create_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        new: NewWebhookEndpoint,
+        now: Instant,
+    ) -> Result<WebhookEndpoint> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(webhooks::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>> {
+        self.run(Mode::Read, |db| {
+            let scope = scope.clone();
+            unit!(webhooks::list(db, &scope, page).await)
+        })
+        .await
+    }
+
+    async fn get_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<WebhookEndpoint> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(webhooks::get(db, &scope, &id).await.map(|e| e.1))
+        })
+        .await
+    }
+
+    async fn delete_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(webhooks::delete(db, &scope, &id).await)
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        endpoint_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), endpoint_id.to_owned());
+            unit!(webhooks::deliveries(db, &scope, &id, page).await)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<DeliveryJob>> {
+        self.run(Mode::Write, |db| {
+            unit!(webhooks::claim(db, now, limit, lease_micros).await)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_seq: i64,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let outcome = outcome.clone();
+            unit!(webhooks::record_attempt(db, delivery_seq, outcome, now).await)
+        })
+        .await
+    }
+
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>> {
+        self.run(Mode::Write, |db| {
+            unit!(
+                allocations::evaluate_low_utilisation(db, week_start, threshold_tenths, now).await
+            )
         })
         .await
     }

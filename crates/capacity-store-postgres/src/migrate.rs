@@ -12,8 +12,30 @@ use crate::sql::DbResult;
 use capacity_store::StoreError;
 use tokio_postgres::Client;
 
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+/// `(version, name, sql)`, in order; the file stem is `{version:04}_{name}`.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "history_action",
+        include_str!("../migrations/0002_history_action.sql"),
+    ),
+    (
+        3,
+        "usage_weeks",
+        include_str!("../migrations/0003_usage_weeks.sql"),
+    ),
+    (
+        4,
+        "webhooks",
+        include_str!("../migrations/0004_webhooks.sql"),
+    ),
+    (
+        5,
+        "evaluations",
+        include_str!("../migrations/0005_evaluations.sql"),
+    ),
+];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).
 pub const LOCK_KEY: i64 = 0x6361_7061_6369_7479;

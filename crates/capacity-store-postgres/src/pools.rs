@@ -7,7 +7,7 @@ use crate::events::insert_event;
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
-use capacity_domain::timeline::{Timeline, check_change};
+use capacity_domain::timeline::{Timeline, check_change, supply_out_of_range};
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use tokio_postgres::Row;
@@ -130,6 +130,33 @@ pub async fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
+/// The visible pool of a workspace for a resource type, if any, with its
+/// sequence number (one query; SQLite lists, then loads).
+pub async fn find(
+    db: &Db<'_>,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+    now: Instant,
+) -> Result<Option<(i64, Pool)>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.and("p.workspace_id = {}", ws.as_str().to_owned());
+    q.and("p.resource_type = {}", rt.as_str().to_owned());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    match db
+        .query_opt_built(&q)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+        .db()?
+    {
+        None => Ok(None),
+        Some((seq, pool)) => Ok(Some((seq, text_or_internal(pool, "pool")?))),
+    }
+}
+
 /// The organization a workspace belongs to, as far as we have seen it.
 pub async fn workspace_org(db: &Db<'_>, ws: &WorkspaceId) -> Result<Option<String>, StoreError> {
     db.query_opt(
@@ -146,7 +173,7 @@ pub async fn workspace_org(db: &Db<'_>, ws: &WorkspaceId) -> Result<Option<Strin
 /// Serialises the decisions about one workspace (which organization it
 /// belongs to, which pools it holds) across processes until commit: the
 /// checks below read rows that do not exist yet, which no row lock covers.
-async fn lock_workspace(db: &Db<'_>, ws: &WorkspaceId) -> Result<(), StoreError> {
+pub async fn lock_workspace(db: &Db<'_>, ws: &WorkspaceId) -> Result<(), StoreError> {
     db.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('capacity.workspace:' || $1::TEXT, 0))",
         &[&ws.as_str()],
@@ -335,15 +362,17 @@ pub async fn adjust(
         effective_at,
         adj.delta.thousandths(),
     )]));
-    let negative = std::iter::once(now)
-        .chain(after.steps().iter().map(|s| s.0).filter(|&t| t > now))
-        .find(|&t| after.value_at(t) < 0);
-    if let Some(t) = negative {
+    if let Some((t, v)) = supply_out_of_range(&after, now) {
+        let why = if v < 0 {
+            "negative"
+        } else {
+            "larger than 1000000000000"
+        };
         return Err(StoreError::invalid(
             "delta",
             format!(
-                "would make the pool's supply negative at {t} (supply would be {})",
-                capacity_domain::model::show(after.value_at(t))
+                "would make the pool's supply {why} at {t} (supply would be {})",
+                capacity_domain::model::show(v)
             ),
         ));
     }

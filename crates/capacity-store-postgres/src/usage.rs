@@ -1,13 +1,22 @@
 //! Metered usage. A batch is one transaction; each record is judged on its
-//! own and a bad one never loses the good ones.
+//! own and a bad one never loses the good ones. Accepted records also roll
+//! up into weekly totals per allocation and per pool in the same
+//! transaction.
+//!
+//! The same decisions as SQLite's record-by-record loop, in a fixed number
+//! of round trips whatever the batch size: one query finds every allocation
+//! the batch names, one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`
+//! stores the records that passed the checks (the rows it returns are the
+//! accepted ones, the others were already there), and two multi-row upserts,
+//! sent together, add them to the weekly rollups.
 
-use crate::allocations;
-use crate::sql::Db;
+use crate::allocations::{self, Target};
+use crate::sql::{Db, DbResult};
 use capacity_domain::Instant;
-use capacity_domain::model::AllocationStatus;
 use capacity_domain::time::MICROS_PER_DAY;
 use capacity_store::{Scope, StoreError, UsageOutcome, UsageRecord};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tokio_postgres::types::ToSql;
 
 /// Usage older than this is refused (SPEC §5).
 pub const MAX_AGE_DAYS: i64 = 400;
@@ -19,66 +28,141 @@ pub async fn record(
     now: Instant,
 ) -> Result<Vec<UsageOutcome>, StoreError> {
     let oldest = now.plus_micros(-MAX_AGE_DAYS * MICROS_PER_DAY);
-    // allocation id → (seq, organization, closed?) or None when unknown / not visible
-    let mut cache: HashMap<String, Option<(i64, String, bool)>> = HashMap::new();
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let key = r.allocation_id.as_str().to_owned();
-        if !cache.contains_key(&key) {
-            let found = match allocations::load(db, scope, &r.allocation_id, now).await {
-                Ok((seq, a)) => Some((
-                    seq,
-                    a.organization_id.as_str().to_owned(),
-                    a.status == AllocationStatus::Closed,
-                )),
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e),
-            };
-            cache.insert(key.clone(), found);
-        }
-        let outcome = match &cache[&key] {
-            None => UsageOutcome::Rejected {
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| r.allocation_id.as_str().to_owned())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Absent when the allocation is unknown or not visible to the scope.
+    let targets: HashMap<String, Target> = allocations::usage_targets(db, scope, ids).await?;
+
+    // Judge every record; those that pass are candidates for insertion. A
+    // record id seen earlier in the batch (for the same organization) is a
+    // duplicate, as it is when SQLite inserts them one after the other.
+    let mut out: Vec<Option<UsageOutcome>> = Vec::with_capacity(records.len());
+    let mut candidates: Vec<(usize, &Target)> = Vec::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        let outcome = match targets.get(r.allocation_id.as_str()) {
+            None => Some(UsageOutcome::Rejected {
                 code: "unknown_allocation",
                 reason: format!("no allocation {}", r.allocation_id),
-            },
-            Some((_, _, true)) => UsageOutcome::Rejected {
+            }),
+            Some(Target { closed: true, .. }) => Some(UsageOutcome::Rejected {
                 code: "allocation_closed",
                 reason: format!("allocation {} is closed", r.allocation_id),
-            },
-            Some(_) if r.occurred_at > now => UsageOutcome::Rejected {
+            }),
+            Some(_) if r.occurred_at > now => Some(UsageOutcome::Rejected {
                 code: "occurred_in_future",
                 reason: "occurred_at is in the future".into(),
-            },
-            Some(_) if r.occurred_at < oldest => UsageOutcome::Rejected {
+            }),
+            Some(_) if r.occurred_at < oldest => Some(UsageOutcome::Rejected {
                 code: "too_old",
                 reason: format!("occurred_at is more than {MAX_AGE_DAYS} days ago"),
-            },
-            Some((seq, org, _)) => {
-                // ON CONFLICT DO NOTHING also settles a race with another
-                // transaction sending the same record id: the second waits
-                // for the first to commit and then counts it a duplicate.
-                let n = db
-                    .execute(
-                        "INSERT INTO usage_records (organization_id, record_id, allocation_seq, quantity, occurred_at, received_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                        &[
-                            org,
-                            &r.id,
-                            seq,
-                            &r.quantity.thousandths(),
-                            &r.occurred_at.micros(),
-                            &now.micros(),
-                        ],
-                    )
-                    .await?;
-                if n == 1 {
-                    UsageOutcome::Accepted
+            }),
+            Some(t) => {
+                if seen.insert((t.organization_id.as_str(), r.id.as_str())) {
+                    candidates.push((i, t));
+                    None
                 } else {
-                    UsageOutcome::Duplicate
+                    Some(UsageOutcome::Duplicate)
                 }
             }
         };
         out.push(outcome);
     }
-    Ok(out)
+
+    if !candidates.is_empty() {
+        // Inserted in key order, so two batches sharing record ids wait for
+        // each other in the same order instead of deadlocking.
+        candidates.sort_by(|a, b| {
+            (a.1.organization_id.as_str(), records[a.0].id.as_str())
+                .cmp(&(b.1.organization_id.as_str(), records[b.0].id.as_str()))
+        });
+        let orgs: Vec<&str> = candidates
+            .iter()
+            .map(|c| c.1.organization_id.as_str())
+            .collect();
+        let record_ids: Vec<&str> = candidates
+            .iter()
+            .map(|c| records[c.0].id.as_str())
+            .collect();
+        let seqs: Vec<i64> = candidates.iter().map(|c| c.1.seq).collect();
+        let quantities: Vec<i64> = candidates
+            .iter()
+            .map(|c| records[c.0].quantity.thousandths())
+            .collect();
+        let occurred: Vec<i64> = candidates
+            .iter()
+            .map(|c| records[c.0].occurred_at.micros())
+            .collect();
+        // ON CONFLICT DO NOTHING also settles a race with another
+        // transaction sending the same record id: the second waits for the
+        // first to commit and then counts it a duplicate.
+        let inserted: HashSet<(String, String)> = db
+            .query(
+                "INSERT INTO usage_records (organization_id, record_id, allocation_seq, quantity, occurred_at, received_at) \
+                 SELECT u.o, u.r, u.s, u.q, u.t, $6 \
+                 FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[]) \
+                 WITH ORDINALITY AS u(o, r, s, q, t, n) ORDER BY u.n \
+                 ON CONFLICT DO NOTHING RETURNING organization_id, record_id",
+                &[&orgs, &record_ids, &seqs, &quantities, &occurred, &now.micros()],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .db()?;
+
+        // Weekly rollups of what was accepted, summed here so each key is
+        // upserted once, in key order.
+        let mut weekly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut pool_weekly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for &(i, t) in &candidates {
+            let r = &records[i];
+            let accepted = inserted.contains(&(t.organization_id.clone(), r.id.clone()));
+            out[i] = Some(if accepted {
+                let week = r.occurred_at.week_start().micros();
+                let q = r.quantity.thousandths();
+                *weekly.entry((t.seq, week)).or_default() += q;
+                *pool_weekly.entry((t.pool_seq, week)).or_default() += q;
+                UsageOutcome::Accepted
+            } else {
+                UsageOutcome::Duplicate
+            });
+        }
+        if !weekly.is_empty() {
+            let columns = |m: &BTreeMap<(i64, i64), i64>| {
+                let keys: Vec<i64> = m.keys().map(|k| k.0).collect();
+                let weeks: Vec<i64> = m.keys().map(|k| k.1).collect();
+                let sums: Vec<i64> = m.values().copied().collect();
+                (keys, weeks, sums)
+            };
+            let (a_keys, a_weeks, a_sums) = columns(&weekly);
+            let (p_keys, p_weeks, p_sums) = columns(&pool_weekly);
+            let a_params: [&(dyn ToSql + Sync); 3] = [&a_keys, &a_weeks, &a_sums];
+            let p_params: [&(dyn ToSql + Sync); 3] = [&p_keys, &p_weeks, &p_sums];
+            // Both statements go out on the connection at once (pipelined).
+            tokio::try_join!(
+                db.execute(
+                    "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) \
+                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                     ON CONFLICT (allocation_seq, week_start) \
+                     DO UPDATE SET quantity = usage_weeks.quantity + excluded.quantity",
+                    &a_params,
+                ),
+                db.execute(
+                    "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) \
+                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                     ON CONFLICT (pool_seq, week_start) \
+                     DO UPDATE SET quantity = pool_usage_weeks.quantity + excluded.quantity",
+                    &p_params,
+                ),
+            )?;
+        }
+    }
+    out.into_iter()
+        .map(|o| o.ok_or_else(|| StoreError::Internal("a usage record was not judged".into())))
+        .collect()
 }
