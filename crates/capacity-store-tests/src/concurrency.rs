@@ -213,3 +213,64 @@ pub async fn supply_cuts_racing_creates_keep_the_invariant(store: Arc<dyn Store>
     let announced = count_events(store.as_ref(), "capacity.pool_overcommitted").await;
     assert_eq!(announced, usize::from(created > 20), "{created} creates");
 }
+
+pub async fn concurrent_patch_increases_never_overcommit(store: Arc<dyn Store>) {
+    use crate::lifecycle::{NEXT_PERIOD, allocated, commit, immediately};
+    let pool = talent_pool(store.as_ref(), 100).await;
+    let mut allocations = Vec::new();
+    for i in 0..10 {
+        allocations.push(allocate(store.as_ref(), &pool.id, i + 1, 5).await.unwrap());
+    }
+    // 50 free; each patch asks for 10 more, half now, half from the next
+    // period: exactly five fit, whatever the order.
+    let mut tasks = JoinSet::new();
+    for (i, a) in allocations.iter().enumerate() {
+        let (store, id) = (store.clone(), a.id.clone());
+        let p = if i % 2 == 0 {
+            immediately(commit(15))
+        } else {
+            commit(15)
+        };
+        tasks.spawn(async move { store.patch_allocation(&platform(), &id, p, now()).await });
+    }
+    let (mut changed, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => changed += 1,
+            Err(StoreError::InsufficientCapacity { .. }) => refused += 1,
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!((changed, refused), (5, 5));
+    let s = store.as_ref();
+    assert_eq!(allocated(s, &pool.id, at(NEXT_PERIOD)).await, th(100));
+    assert!(allocated(s, &pool.id, now()).await <= th(100));
+    assert_eq!(count_events(s, "capacity.allocation.updated").await, 5);
+
+    // Patches naming one version of one allocation: one applies.
+    let a = store
+        .get_allocation(&platform(), &allocations[0].id, now())
+        .await
+        .unwrap();
+    let mut tasks = JoinSet::new();
+    for i in 0..8 {
+        let (store, id) = (store.clone(), a.id.clone());
+        let mut p = commit(1 + i);
+        p.if_match = Some(a.version);
+        tasks.spawn(async move { store.patch_allocation(&platform(), &id, p, now()).await });
+    }
+    let (mut applied, mut stale) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => applied += 1,
+            Err(StoreError::PreconditionFailed { .. }) => stale += 1,
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!((applied, stale), (1, 7));
+    let after = store
+        .get_allocation(&platform(), &a.id, now())
+        .await
+        .unwrap();
+    assert_eq!(after.version, a.version + 1);
+}

@@ -3,8 +3,9 @@
 //! Each rule of `capacity_store::Store` is one `async fn` taking a fresh,
 //! empty store (`Arc<dyn Store>`), named after the rule it proves, in a
 //! module per subject: [`pools`], [`adjustments`], [`allocations`],
-//! [`invariant`], [`tenancy`], [`pagination`], [`usage`], [`events`],
-//! [`tokens`], [`concurrency`].
+//! [`invariant`], [`lifecycle`], [`service_lines`], [`idempotency`],
+//! [`tenancy`], [`pagination`], [`usage`], [`utilisation`], [`demand`],
+//! [`events`], [`webhooks`], [`tokens`], [`concurrency`].
 //!
 //! Backends do not list the rules themselves: their test files call
 //! [`conformance_tests!`] with a function that opens a fresh store, and get
@@ -19,17 +20,25 @@
 pub mod adjustments;
 pub mod allocations;
 pub mod concurrency;
+pub mod demand;
 pub mod events;
+pub mod idempotency;
 pub mod invariant;
+pub mod lifecycle;
 pub mod pagination;
 pub mod pools;
+pub mod service_lines;
 pub mod tenancy;
 pub mod tokens;
 pub mod usage;
+pub mod utilisation;
+pub mod webhooks;
 
 use capacity_domain::model::{Allocation, Pool, Resource};
 use capacity_domain::time::MICROS_PER_DAY;
-use capacity_domain::{Instant, OrgId, PoolId, Quantity, ResourceType, ServiceLineId, WorkspaceId};
+use capacity_domain::{
+    AllocationId, Instant, OrgId, PoolId, Quantity, ResourceType, ServiceLineId, WorkspaceId,
+};
 use capacity_store::{
     Access, CommitmentInput, NewAllocation, NewPool, PageRequest, Principal, Scope, Store,
     StoreError, Tenant,
@@ -123,6 +132,86 @@ macro_rules! conformance_tests {
         $crate::conformance_test!(
             $fresh,
             concurrency::supply_cuts_racing_creates_keep_the_invariant
+        );
+        $crate::conformance_test!(
+            $fresh,
+            concurrency::concurrent_patch_increases_never_overcommit
+        );
+        $crate::conformance_test!(
+            $fresh,
+            lifecycle::a_patch_schedules_commitment_changes_for_the_next_billing_period
+        );
+        $crate::conformance_test!(
+            $fresh,
+            lifecycle::an_increase_is_judged_against_supply_from_its_effective_time
+        );
+        $crate::conformance_test!(
+            $fresh,
+            lifecycle::if_match_names_the_version_a_patch_applies_to
+        );
+        $crate::conformance_test!(
+            $fresh,
+            lifecycle::closed_is_final_and_releases_the_commitment
+        );
+        $crate::conformance_test!($fresh, lifecycle::history_records_every_change);
+        $crate::conformance_test!(
+            $fresh,
+            lifecycle::reducing_below_last_weeks_actual_warns_in_the_same_write
+        );
+        $crate::conformance_test!(
+            $fresh,
+            service_lines::closing_a_service_line_orphans_its_open_allocations
+        );
+        $crate::conformance_test!($fresh, service_lines::close_allocations_closes_them_instead);
+        $crate::conformance_test!(
+            $fresh,
+            service_lines::a_service_line_signal_is_checked_against_its_workspace
+        );
+        $crate::conformance_test!(
+            $fresh,
+            idempotency::an_idempotency_key_replays_its_first_answer
+        );
+        $crate::conformance_test!(
+            $fresh,
+            idempotency::concurrent_requests_with_one_key_reserve_it_once
+        );
+        $crate::conformance_test!($fresh, utilisation::usage_rolls_up_by_week_across_batches);
+        $crate::conformance_test!(
+            $fresh,
+            utilisation::the_series_judges_each_week_by_the_commitment_then_in_force
+        );
+        $crate::conformance_test!(
+            $fresh,
+            utilisation::monthly_commitments_are_judged_exactly_per_week
+        );
+        $crate::conformance_test!(
+            $fresh,
+            utilisation::low_utilisation_is_evaluated_once_per_week
+        );
+        $crate::conformance_test!(
+            $fresh,
+            utilisation::concurrent_evaluations_of_one_week_record_once
+        );
+        $crate::conformance_test!($fresh, demand::requests_are_created_updated_and_listed);
+        $crate::conformance_test!(
+            $fresh,
+            demand::forecast_data_reads_the_timelines_of_the_period
+        );
+        $crate::conformance_test!(
+            $fresh,
+            demand::cost_data_reads_each_pool_with_its_allocations_and_usage
+        );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::webhook_endpoints_are_created_listed_and_deleted
+        );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::deliveries_are_claimed_with_a_lease_and_attempts_recorded
+        );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::concurrent_claims_never_hand_out_one_delivery_twice
         );
     };
 }
