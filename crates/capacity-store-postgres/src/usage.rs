@@ -7,8 +7,8 @@
 //! of round trips whatever the batch size: one query finds every allocation
 //! the batch names, one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`
 //! stores the records that passed the checks (the rows it returns are the
-//! accepted ones, the others were already there), and two multi-row upserts,
-//! sent together, add them to the weekly rollups.
+//! accepted ones, the others were already there), and two multi-row upserts
+//! add them to the weekly rollups.
 
 use crate::allocations::{self, Target};
 use crate::sql::{Db, DbResult};
@@ -16,7 +16,6 @@ use capacity_domain::Instant;
 use capacity_domain::time::MICROS_PER_DAY;
 use capacity_store::{Scope, StoreError, UsageOutcome, UsageRecord};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use tokio_postgres::types::ToSql;
 
 /// Usage older than this is refused (SPEC §5).
 pub const MAX_AGE_DAYS: i64 = 400;
@@ -141,25 +140,25 @@ pub async fn record(
             };
             let (a_keys, a_weeks, a_sums) = columns(&weekly);
             let (p_keys, p_weeks, p_sums) = columns(&pool_weekly);
-            let a_params: [&(dyn ToSql + Sync); 3] = [&a_keys, &a_weeks, &a_sums];
-            let p_params: [&(dyn ToSql + Sync); 3] = [&p_keys, &p_weeks, &p_sums];
-            // Both statements go out on the connection at once (pipelined).
-            tokio::try_join!(
-                db.execute(
-                    "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) \
-                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
-                     ON CONFLICT (allocation_seq, week_start) \
-                     DO UPDATE SET quantity = usage_weeks.quantity + excluded.quantity",
-                    &a_params,
-                ),
-                db.execute(
-                    "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) \
-                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
-                     ON CONFLICT (pool_seq, week_start) \
-                     DO UPDATE SET quantity = pool_usage_weeks.quantity + excluded.quantity",
-                    &p_params,
-                ),
-            )?;
+            // Rollup rows are locked in one order in every transaction (per
+            // allocation, then per pool, each in key order): two batches
+            // touching the same weeks queue instead of deadlocking.
+            db.execute(
+                "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) \
+                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                 ON CONFLICT (allocation_seq, week_start) \
+                 DO UPDATE SET quantity = usage_weeks.quantity + excluded.quantity",
+                &[&a_keys, &a_weeks, &a_sums],
+            )
+            .await?;
+            db.execute(
+                "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) \
+                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                 ON CONFLICT (pool_seq, week_start) \
+                 DO UPDATE SET quantity = pool_usage_weeks.quantity + excluded.quantity",
+                &[&p_keys, &p_weeks, &p_sums],
+            )
+            .await?;
         }
     }
     out.into_iter()

@@ -274,3 +274,137 @@ pub async fn concurrent_patch_increases_never_overcommit(store: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(after.version, a.version + 1);
 }
+
+pub async fn a_line_closed_while_allocations_are_made_for_it_orphans_every_one(
+    store: Arc<dyn Store>,
+) {
+    use capacity_domain::model::ServiceLineStatus;
+    // Allocations for one line on five pools, racing the line's close.
+    let mut pools = Vec::new();
+    for rt in ResourceType::ALL {
+        pools.push(
+            store
+                .create_pool(&platform(), new_pool(ORG_A, WS_A, rt, 100), now())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut tasks = JoinSet::new();
+    for round in 0..4 {
+        for id in pools.clone() {
+            let store = store.clone();
+            tasks.spawn(async move { allocate(store.as_ref(), &id, 7, 1).await.map(|_| ()) });
+        }
+        if round == 1 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                store
+                    .put_service_line(
+                        &platform(),
+                        &line(7),
+                        crate::service_lines::signal(WS_A, ServiceLineStatus::Closed, false),
+                        now(),
+                    )
+                    .await
+                    .map(|_| ())
+            });
+        }
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict {
+                code: "service_line_closed",
+                ..
+            }) => refused += 1,
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    let created = ok - 1; // the close
+    assert_eq!(created + refused, 4 * pools.len());
+    // Every allocation made for the line was made before it closed, and
+    // the close announced each one: none slipped past it.
+    let orphaned = store
+        .list_allocations(
+            &platform(),
+            AllocationFilter {
+                service_line_id: Some(line(7)),
+                ..Default::default()
+            },
+            page(100),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(orphaned.items.len(), created);
+    assert!(orphaned.items.iter().all(|a| a.orphaned));
+    assert_eq!(
+        count_events(store.as_ref(), "capacity.allocation_orphaned").await,
+        created
+    );
+}
+
+pub async fn concurrent_usage_batches_roll_up_exactly(store: Arc<dyn Store>) {
+    let pool = talent_pool(store.as_ref(), 100).await;
+    let a = allocate(store.as_ref(), &pool.id, 1, 40).await.unwrap();
+    let b = allocate(store.as_ref(), &pool.id, 2, 40).await.unwrap();
+    // Eight batches of 100 records whose ids overlap half with the next
+    // batch's, on two allocations and two weeks.
+    let mut tasks = JoinSet::new();
+    for t in 0..8i64 {
+        let (store, a, b) = (store.clone(), a.id.clone(), b.id.clone());
+        tasks.spawn(async move {
+            let batch = (t * 50..t * 50 + 100)
+                .map(|i| {
+                    let (alloc, week) = match i % 4 {
+                        0 => (&a, "2026-04-08T00:00:00Z"),
+                        1 => (&b, "2026-04-08T00:00:00Z"),
+                        2 => (&a, "2026-04-01T00:00:00Z"),
+                        _ => (&b, "2026-04-01T00:00:00Z"),
+                    };
+                    record(
+                        &format!("r-{i}"),
+                        alloc,
+                        Quantity::from_thousandths(10),
+                        at(week),
+                    )
+                })
+                .collect();
+            store.record_usage(&platform(), batch, now()).await
+        });
+    }
+    let mut accepted = 0;
+    while let Some(r) = tasks.join_next().await {
+        accepted += r
+            .expect("task")
+            .expect("batch")
+            .iter()
+            .filter(|o| **o == UsageOutcome::Accepted)
+            .count();
+    }
+    // Ids 0..450, each once.
+    assert_eq!(accepted, 450);
+    let series = |id: capacity_domain::AllocationId| {
+        let store = store.clone();
+        async move {
+            store
+                .utilisation_series(&platform(), &id, 2, now())
+                .await
+                .unwrap()
+                .iter()
+                .map(|w| w.actual.thousandths())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Of ids 0..450: ≡0 mod 4 → 113, ≡1 → 113, ≡2 → 112, ≡3 → 112.
+    assert_eq!(series(a.id.clone()).await, vec![1120, 1130]);
+    assert_eq!(series(b.id.clone()).await, vec![1120, 1130]);
+    let q2 = capacity_domain::forecast::PlanningPeriod::parse("2026-Q2").unwrap();
+    let d = store
+        .forecast_data(&platform(), &ws(WS_A), ResourceType::TalentHours, q2, now())
+        .await
+        .unwrap();
+    assert_eq!(d.usage_last_12_weeks.thousandths(), 4500);
+}

@@ -139,6 +139,14 @@ macro_rules! conformance_tests {
         );
         $crate::conformance_test!(
             $fresh,
+            concurrency::a_line_closed_while_allocations_are_made_for_it_orphans_every_one
+        );
+        $crate::conformance_test!(
+            $fresh,
+            concurrency::concurrent_usage_batches_roll_up_exactly
+        );
+        $crate::conformance_test!(
+            $fresh,
             lifecycle::a_patch_schedules_commitment_changes_for_the_next_billing_period
         );
         $crate::conformance_test!(
