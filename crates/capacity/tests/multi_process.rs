@@ -141,6 +141,9 @@ async fn several_server_processes_never_overcommit_a_pool() {
     let token = mint_platform_token(&db.url);
     let logs = tempfile::tempdir().expect("a log folder");
     let (mut servers, bases) = start(&db.url, logs.path());
+    // reqwest is built without a default TLS provider (rustls with ring is
+    // installed by the API crate); any client needs it installed first.
+    capacity_api::dispatcher::install_crypto_provider();
     let client = reqwest::Client::new();
     wait_ready(&client, &mut servers, &bases).await;
 
