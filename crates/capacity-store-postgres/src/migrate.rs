@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evaluations",
         include_str!("../migrations/0005_evaluations.sql"),
     ),
+    (
+        6,
+        "list_indexes",
+        include_str!("../migrations/0006_list_indexes.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

@@ -153,7 +153,10 @@ pub fn list(
     }
     if let Some(p) = &f.capacity_pool_id {
         // By sequence, so the (pool_seq, seq) index pages without a join.
-        q.and("a.pool_seq = (SELECT seq FROM pools WHERE id = {})", p.as_str().to_owned());
+        q.and(
+            "a.pool_seq = (SELECT seq FROM pools WHERE id = {})",
+            p.as_str().to_owned(),
+        );
     }
     match f.orphaned {
         Some(true) => q.and_raw("(a.status <> 'closed' AND l.status = 'closed')"),
