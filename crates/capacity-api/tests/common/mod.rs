@@ -63,15 +63,20 @@ async fn mint(
 
 /// A fresh app with the seed dataset loaded.
 pub async fn spawn_app() -> TestApp {
-    spawn(true).await
+    spawn(true, capacity_api::Limits::default()).await
 }
 
 /// A fresh app on an empty database.
 pub async fn spawn_empty_app() -> TestApp {
-    spawn(false).await
+    spawn(false, capacity_api::Limits::default()).await
 }
 
-async fn spawn(seed: bool) -> TestApp {
+/// A fresh app with the seed dataset and these operational limits.
+pub async fn spawn_app_with_limits(limits: capacity_api::Limits) -> TestApp {
+    spawn(true, limits).await
+}
+
+async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(capacity_store_sqlite::SqliteStore::open(dir.path().join("test.db")).unwrap());
@@ -112,7 +117,12 @@ async fn spawn(seed: bool) -> TestApp {
         store: store.clone(),
         clock: clock.clone(),
     };
-    tokio::spawn(capacity_api::serve(listener, state, std::future::pending()));
+    tokio::spawn(capacity_api::serve_with(
+        listener,
+        state,
+        limits,
+        std::future::pending(),
+    ));
     TestApp {
         base,
         client: reqwest::Client::new(),
