@@ -65,7 +65,35 @@ def respect_the_clock(context, case, kwargs):
         value = body.get(field)
         if isinstance(value, str) and (not value.endswith("Z") or before(value, NOW)):
             body[field] = FUTURE
+    # PATCH: `ends_at` must also come after the allocation's start, which may
+    # itself lie in the future (allocations created earlier in the run).
+    if case.operation.method.upper() == "PATCH" and isinstance(body.get("ends_at"), str):
+        body["ends_at"] = "9999-01-01T00:00:00Z"
     starts, ends = body.get("starts_at"), body.get("ends_at")
     if isinstance(starts, str) and isinstance(ends, str) and not before(starts, ends):
         body["starts_at"] = NOW
         body["ends_at"] = LATER if not before(NOW, ends) else ends
+
+
+DEMO_ORGANIZATION = "ORG-26-090500"
+
+
+@schemathesis.hook("before_call")
+def respect_state_rules(context, case, kwargs):
+    """State rules the schema cannot state, as documented per operation:
+    a supply adjustment may not take a pool's supply below zero (so a
+    schema-valid negative delta becomes the same positive delta), and a
+    workspace seen for the first time needs its `organization_id` (one is
+    given when absent). Positive cases only; the Rust tests cover both
+    refusals."""
+    meta = getattr(case, "meta", None)
+    if meta is None or meta.generation.mode.is_negative:
+        return
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    path = case.operation.path
+    if path.endswith("/adjustments") and isinstance(body.get("delta"), (int, float)) and body["delta"] < 0:
+        body["delta"] = -body["delta"]
+    if path in ("/v1/service-lines/{id}", "/v1/capacity/requests") and body.get("organization_id") is None:
+        body["organization_id"] = DEMO_ORGANIZATION

@@ -141,8 +141,10 @@ pub struct CreateAllocation {
     /// A service line not seen before is registered in the pool's workspace.
     service_line_id: ServiceLineId,
     /// Per the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     committed: Option<Quantity>,
     /// Per week; converted to the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     committed_per_week: Option<Quantity>,
     /// At most 100.
     #[serde(default)]
@@ -167,9 +169,20 @@ pub fn commitment(
             "give either committed or committed_per_week, not both",
         )),
         (Some(q), None) => Ok(Some(CommitmentInput::PerPeriod(q))),
-        (None, Some(q)) => Ok(Some(CommitmentInput::PerWeek(q))),
+        (None, Some(q)) => self::per_week("committed_per_week", q).map(Some),
         (None, None) => Ok(None),
     }
+}
+
+/// A per-week figure, at most what converts to 10^12 a month.
+pub fn per_week(field: &str, q: Quantity) -> Result<CommitmentInput, ApiError> {
+    if q.thousandths() > capacity_domain::openapi::MAX_PER_WEEK_THOUSANDTHS {
+        return Err(ApiError::validation(
+            field,
+            "must be at most 230769230769.23 (10^12 a month)",
+        ));
+    }
+    Ok(CommitmentInput::PerWeek(q))
 }
 
 pub fn validate_resources(resources: &[Resource]) -> Result<(), ApiError> {
@@ -244,8 +257,10 @@ where
 #[serde(deny_unknown_fields)]
 pub struct PatchAllocation {
     /// The new commitment per the pool's period (not with `committed_per_week`).
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     committed: Option<Quantity>,
     /// The new commitment per week (not with `committed`).
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     committed_per_week: Option<Quantity>,
     /// Replaces the resources (at most 100).
     #[schema(max_items = 100)]
@@ -277,13 +292,14 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if v == "*" {
         return Ok(None);
     }
-    // Exactly an entity tag as we issue them (`"7"`, or weak `W/"7"`), so the
-    // documented pattern is the whole truth; anything else is malformed.
-    let digits = v
-        .strip_prefix("W/")
-        .unwrap_or(v)
+    // An entity tag as we issue them (`"7"`, or weak `W/"7"`), or the bare
+    // version (`7`), as the documented pattern says; anything else is
+    // malformed.
+    let tag = v.strip_prefix("W/").unwrap_or(v);
+    let digits = tag
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
+        .or(Some(tag).filter(|t| !t.contains('"')))
         .filter(|d| !d.is_empty() && d.len() <= 18 && d.bytes().all(|b| b.is_ascii_digit()));
     digits
         .and_then(|d| d.parse::<i64>().ok())
@@ -308,7 +324,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     tag = "allocations",
     params(
         ("id" = AllocationId, Path, description = "The allocation's id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last read: the change is refused with 412 if the allocation changed since. `*` matches any version.", pattern = r#"^(\*|(W/)?"[0-9]{1,18}")$"#),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last read: the change is refused with 412 if the allocation changed since. `*` matches any version.", pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#),
     ),
     request_body(content = PatchAllocation, content_type = "application/json"),
     responses((status = 200, description = "The allocation after the change", body = DataBody<AllocationView>,

@@ -210,6 +210,9 @@ pub fn apply(method: &str, path: &str, op: &mut Value) {
             if p["name"] == "id" && p["in"] == "path" {
                 p["example"] = json!(id);
             }
+            if p["name"] == "If-Match" {
+                p["example"] = json!("\"1\"");
+            }
         }
     }
     for (m, p, _query, request, answer) in all() {

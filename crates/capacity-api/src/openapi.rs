@@ -139,7 +139,12 @@ fn constrain(doc: &mut Value) {
             if let Some(o) = v.as_object_mut() {
                 o.remove("description");
             }
-            v["properties"][give] = json!({ "$ref": "#/components/schemas/Quantity" });
+            let kind = if give.ends_with("_per_week") {
+                "PerWeekQuantity"
+            } else {
+                "QuantityInput"
+            };
+            v["properties"][give] = json!({ "$ref": format!("#/components/schemas/{kind}") });
             v["properties"][omit] = json!({ "type": "null" });
             if let Some(r) = v["required"].as_array_mut() {
                 r.push(json!(give));
@@ -169,7 +174,7 @@ fn constrain(doc: &mut Value) {
         s["properties"]["status"] = json!({ "type": "string", "enum": ["fulfilled", "cancelled"] });
         s["oneOf"] = json!([
             { "properties": { "status": { "const": "fulfilled" } } },
-            { "properties": { "status": { "const": "cancelled" } }, "not": { "required": ["allocation_id"] } },
+            { "properties": { "status": { "const": "cancelled" }, "allocation_id": { "type": "null" } } },
         ]);
     }
     // A talent resource is named by its talent id.

@@ -35,8 +35,10 @@ pub struct CreateRequest {
     organization_id: Option<OrgId>,
     resource_type: ResourceType,
     /// Per the workspace pool's period (the type's default period without a pool).
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     quantity: Option<Quantity>,
     /// Per week; converted to the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     quantity_per_week: Option<Quantity>,
     #[schema(value_type = capacity_domain::openapi::InstantInput)]
     starts_at: Instant,
@@ -75,7 +77,7 @@ pub async fn create_request(
             ));
         }
         (Some(q), None) => CommitmentInput::PerPeriod(q),
-        (None, Some(q)) => CommitmentInput::PerWeek(q),
+        (None, Some(q)) => crate::allocations::per_week("quantity_per_week", q)?,
         (None, None) => {
             return Err(ApiError::validation(
                 "quantity",
@@ -114,7 +116,8 @@ pub async fn create_request(
 pub struct UpdateRequest {
     /// `fulfilled` or `cancelled` (from `pending`).
     status: RequestStatus,
-    /// The allocation that fulfilled it.
+    /// The allocation that fulfilled it: an allocation of the request's
+    /// workspace (otherwise 422), and only with `fulfilled`.
     allocation_id: Option<AllocationId>,
 }
 

@@ -111,6 +111,7 @@ pub struct CreatePool {
     organization_id: OrgId,
     resource_type: ResourceType,
     /// Opening supply, per `period`.
+    #[schema(value_type = capacity_domain::openapi::QuantityInput)]
     total: Quantity,
     /// Defaults to the resource type's period.
     period: Option<Period>,
@@ -193,10 +194,15 @@ pub struct NonZeroDelta;
 
 impl utoipa::PartialSchema for NonZeroDelta {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        let mut s =
-            serde_json::to_value(<Delta as utoipa::PartialSchema>::schema()).unwrap_or_default();
-        s["not"] = serde_json::json!({ "const": 0 });
-        capacity_domain::openapi::schema_from_json(s)
+        // Two ranges rather than `not: {const: 0}`, which generators handle poorly.
+        capacity_domain::openapi::schema_from_json(serde_json::json!({
+            "description": "An exact signed decimal with at most 3 fractional digits, not zero, magnitude at most 10^12.",
+            "oneOf": [
+                { "type": "number", "minimum": 0.001, "maximum": 1_000_000_000_000i64, "multipleOf": 0.001 },
+                { "type": "number", "minimum": -1_000_000_000_000i64, "maximum": -0.001, "multipleOf": 0.001 },
+            ],
+            "examples": [40]
+        }))
     }
 }
 impl ToSchema for NonZeroDelta {}

@@ -70,6 +70,7 @@ struct Record {
     id: String,
     allocation_id: AllocationId,
     /// In the pool's unit.
+    #[schema(value_type = capacity_domain::openapi::QuantityInput)]
     quantity: Quantity,
     /// Not in the future, not older than 400 days.
     #[schema(value_type = capacity_domain::openapi::InstantInput)]

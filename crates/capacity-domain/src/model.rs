@@ -225,6 +225,7 @@ pub struct Resource {
     )]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::QuantityInput>))]
     pub committed_hours_per_week: Option<Quantity>,
 }
 

@@ -43,10 +43,25 @@ hand_schema!(
     json!({
         "type": "number",
         "minimum": 0,
+        "multipleOf": 0.001,
+        "description": "An exact, non-negative decimal with at most 3 fractional digits (held as integer thousandths), in the unit and period of its pool. Sums (a pool's total, a week's usage) may exceed the 10^12 a single input may give.",
+        "examples": [38.5]
+    })
+);
+
+/// A [`Quantity`] as a request gives it: at most 10^12.
+pub struct QuantityInput;
+
+hand_schema!(
+    QuantityInput,
+    "QuantityInput",
+    json!({
+        "type": "number",
+        "minimum": 0,
         "maximum": 1_000_000_000_000i64,
         "multipleOf": 0.001,
-        "description": "An exact, non-negative decimal with at most 3 fractional digits (held as integer thousandths), at most 10^12. In the unit and period of its pool.",
-        "examples": [38.5]
+        "description": "An exact, non-negative decimal with at most 3 fractional digits, at most 10^12, in the unit and period of its pool.",
+        "examples": [40]
     })
 );
 
@@ -71,6 +86,27 @@ hand_schema!(
         "format": "date-time",
         "description": "An RFC 3339 timestamp in UTC (`Z`).",
         "examples": ["2026-04-15T06:00:00Z"]
+    })
+);
+
+/// The largest per-week figure a request may give, in thousandths: it
+/// converts to at most 10^12 a month (× 52 / 12, rounded), whatever the
+/// pool's period, so every schema-valid per-week figure is storable.
+pub const MAX_PER_WEEK_THOUSANDTHS: i64 = 230_769_230_769_230;
+
+/// A [`Quantity`] given per week.
+pub struct PerWeekQuantity;
+
+hand_schema!(
+    PerWeekQuantity,
+    "PerWeekQuantity",
+    json!({
+        "type": "number",
+        "minimum": 0,
+        "maximum": 230_769_230_769.23,
+        "multipleOf": 0.001,
+        "description": "A per-week figure: an exact, non-negative decimal with at most 3 fractional digits, at most 230769230769.23 (10^12 a month). Converted to the pool's period.",
+        "examples": [32]
     })
 );
 
@@ -134,6 +170,8 @@ mod tests {
             Delta::schema(),
             Instant::schema(),
             InstantInput::schema(),
+            QuantityInput::schema(),
+            PerWeekQuantity::schema(),
             Percent::schema(),
             OrgId::schema(),
             WorkspaceId::schema(),
