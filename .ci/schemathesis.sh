@@ -24,6 +24,10 @@ if [ ! -x "$work/venv/bin/schemathesis" ] || ! "$work/venv/bin/schemathesis" --v
   "$python" -m venv "$work/venv"
   "$work/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
+validator=0.7.1
+if ! "$work/venv/bin/python" -c "import openapi_spec_validator" 2>/dev/null; then
+  "$work/venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==$validator"
+fi
 
 cargo build --locked --bin capacity
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
@@ -43,6 +47,17 @@ done
 # The demo prints its platform write token on the second line.
 token=$(sed -n 2p "$work/serve.out")
 case "$token" in cap_*) ;; *) echo "no demo token in $work/serve.out" >&2; exit 1 ;; esac
+
+# The document itself must be valid OpenAPI 3.1.
+curl -fsS "http://127.0.0.1:$port/openapi.json" >"$work/openapi.json"
+"$work/venv/bin/python" - "$work/openapi.json" <<'PY'
+import json, sys
+from openapi_spec_validator import validate
+doc = json.load(open(sys.argv[1]))
+validate(doc)
+assert doc["openapi"].startswith("3.1"), doc["openapi"]
+print(f"openapi.json: valid OpenAPI {doc['openapi']}, {len(doc['paths'])} paths")
+PY
 
 echo "schemathesis $version against http://127.0.0.1:$port/openapi.json (max $max_examples examples per operation, $max_time s, seed $seed)"
 SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/.ci" \

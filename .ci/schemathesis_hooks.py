@@ -61,10 +61,14 @@ def respect_the_clock(context, case, kwargs):
         # anything else is left to the server.
         return isinstance(a, str) and isinstance(b, str) and a.endswith("Z") and b.endswith("Z") and a[:19] < b[:19]
 
-    for field in ("ends_at", "effective_at"):
-        value = body.get(field)
-        if isinstance(value, str) and (not value.endswith("Z") or before(value, NOW)):
-            body[field] = FUTURE
+    # `effective_at` may be now; `ends_at` must come after the start, which
+    # defaults to now.
+    value = body.get("effective_at")
+    if isinstance(value, str) and (not value.endswith("Z") or before(value, NOW)):
+        body["effective_at"] = FUTURE
+    value = body.get("ends_at")
+    if isinstance(value, str) and (not value.endswith("Z") or not before(NOW, value)):
+        body["ends_at"] = FUTURE
     # PATCH: `ends_at` must also come after the allocation's start, which may
     # itself lie in the future (allocations created earlier in the run).
     if case.operation.method.upper() == "PATCH" and isinstance(body.get("ends_at"), str):
