@@ -34,7 +34,10 @@ port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 db="$work/contract.db"
 rm -f "$db" "$db-wal" "$db-shm"
 
+# Webhook delivery is off and URLs are not resolved: the endpoints the run
+# creates name generated hosts, which must never be looked up or called.
 CAPACITY_NOW=2026-04-15T06:00:00Z CAPACITY_LOG_FORMAT=json RUST_LOG=warn \
+CAPACITY_WEBHOOK_DELIVERY=false CAPACITY_ALLOW_PRIVATE_WEBHOOKS=true \
   ./target/debug/capacity serve --demo --listen "127.0.0.1:$port" --database-url "sqlite://$db" \
   >"$work/serve.out" 2>"$work/serve.log" &
 server=$!

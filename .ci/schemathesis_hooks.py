@@ -84,12 +84,10 @@ DEMO_ORGANIZATION = "ORG-26-090500"
 
 @schemathesis.hook("before_call")
 def respect_state_rules(context, case, kwargs):
-    """State rules the schema cannot state, as documented per operation:
-    a supply adjustment may not take a pool's supply below zero (so a
-    schema-valid negative delta becomes the same positive delta), and a
+    """A state rule the schema cannot state, as documented on the field: a
     workspace seen for the first time needs its `organization_id` (one is
-    given when absent). Positive cases only; the Rust tests cover both
-    refusals."""
+    given when absent). Positive cases only; the Rust tests cover the
+    refusal."""
     meta = getattr(case, "meta", None)
     if meta is None or meta.generation.mode.is_negative:
         return
@@ -97,7 +95,5 @@ def respect_state_rules(context, case, kwargs):
     if not isinstance(body, dict):
         return
     path = case.operation.path
-    if path.endswith("/adjustments") and isinstance(body.get("delta"), (int, float)) and body["delta"] < 0:
-        body["delta"] = -body["delta"]
     if path in ("/v1/service-lines/{id}", "/v1/capacity/requests") and body.get("organization_id") is None:
         body["organization_id"] = DEMO_ORGANIZATION

@@ -57,11 +57,15 @@ impl FromRequestParts<AppState> for Caller {
         if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 200 {
             return Err(invalid());
         }
-        let principal = state
-            .store
-            .authenticate(hash_secret(secret))
-            .await?
-            .ok_or_else(invalid)?;
+        let hash = hash_secret(secret);
+        let principal = match state.tokens.get(&hash) {
+            Some(p) => p,
+            None => {
+                let p = state.store.authenticate(hash).await?.ok_or_else(invalid)?;
+                state.tokens.put(hash, p.clone());
+                p
+            }
+        };
         if let Some(slot) = parts.extensions.get::<TokenSlot>() {
             let _ = slot.0.set(principal.token_id.clone());
         }
@@ -90,5 +94,37 @@ impl Caller {
             return Err(ApiError::forbidden("only platform tokens may do this"));
         }
         self.require_write()
+    }
+}
+
+/// A short-lived cache of authenticated tokens, so a busy client costs one
+/// lookup every few seconds rather than one per request. A revoked token
+/// stops working within [`TokenCache::TTL`].
+#[derive(Default)]
+pub struct TokenCache {
+    entries:
+        std::sync::RwLock<std::collections::HashMap<[u8; 32], (Principal, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
+        let entries = self.entries.read().ok()?;
+        let (p, at) = entries.get(hash)?;
+        (at.elapsed() < Self::TTL).then(|| p.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], p: Principal) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+                if entries.len() >= Self::MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(hash, (p, std::time::Instant::now()));
+        }
     }
 }

@@ -71,6 +71,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Deserializes an already parsed JSON value, naming the offending field.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        data_error(&path, err.inner())
+    })
+}
+
 /// A serde data error as a field error: unknown and missing fields are named
 /// from the message, other errors from the path.
 fn data_error(path: &str, err: &serde_json::Error) -> ApiError {

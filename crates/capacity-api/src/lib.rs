@@ -14,6 +14,7 @@ pub mod allocations;
 pub mod auth;
 pub mod clock;
 pub mod demo;
+pub mod dispatcher;
 pub mod docs;
 pub mod error;
 pub mod events;
@@ -31,6 +32,7 @@ pub mod pools;
 pub mod schemas;
 pub mod service_lines;
 pub mod usage;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -51,6 +53,45 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
+    pub settings: Arc<Settings>,
+    pub tokens: Arc<auth::TokenCache>,
+}
+
+/// Behaviour chosen by configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Let webhook URLs point at private and loopback addresses (tests, labs).
+    pub allow_private_webhooks: bool,
+    /// How often the webhook dispatcher looks for due deliveries when idle.
+    pub dispatch_interval: std::time::Duration,
+    /// Run the webhook dispatcher. Off, deliveries are recorded and nothing
+    /// is sent (the contract run, whose generated URLs must not be called).
+    pub deliver_webhooks: bool,
+    /// `capacity.utilisation_low` is recorded weekly for active allocations
+    /// below this utilisation, in tenths of a percent (700 = 70 %).
+    pub utilisation_low_tenths: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            allow_private_webhooks: false,
+            dispatch_interval: std::time::Duration::from_secs(1),
+            deliver_webhooks: true,
+            utilisation_low_tenths: 700,
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, clock: Clock) -> AppState {
+        AppState {
+            store,
+            clock,
+            settings: Arc::new(Settings::default()),
+            tokens: Arc::default(),
+        }
+    }
 }
 
 /// Every route with its OpenAPI entry: the router and the document come
@@ -71,8 +112,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pools::get))
         .routes(routes!(pools::list_adjustments, pools::adjust))
         .routes(routes!(service_lines::get, service_lines::put))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(events::list))
         .routes(routes!(events::get))
+        .routes(routes!(dashboard))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::scrape))
@@ -172,6 +217,31 @@ async fn not_found() -> Response {
     error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
+/// The dashboard
+///
+/// A self-contained page (no external assets) that asks for a
+/// token and reads pools, allocations and next quarter's demand from the API.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    tag = "operations",
+    responses((status = 200, description = "An HTML page; it asks for a token and reads the API", content_type = "text/html", body = String))
+)]
+async fn dashboard() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("../assets/dashboard.html"),
+    )
+        .into_response()
+}
+
 /// Liveness: the process answers
 #[utoipa::path(
     get,
@@ -220,16 +290,24 @@ pub async fn serve(
     serve_with(listener, state, Limits::default(), shutdown).await
 }
 
-/// [`serve`] with explicit [`Limits`].
+/// [`serve`] with explicit [`Limits`]; also runs the webhook dispatcher.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: AppState,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(state, limits))
+    let dispatcher = state
+        .settings
+        .deliver_webhooks
+        .then(|| tokio::spawn(dispatcher::run(state.clone())));
+    let served = axum::serve(listener, router_with(state, limits))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(d) = dispatcher {
+        d.abort();
+    }
+    served
 }
 
 /// The reference examples the OpenAPI document shows, as

@@ -172,7 +172,8 @@ pub async fn create(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
-    /// The change of supply, ± (not zero). Supply may not go below zero.
+    /// The change of supply, ± (not zero). The pool's supply must stay within
+    /// [0, 10^12] at every instant (otherwise 422).
     #[schema(value_type = NonZeroDelta)]
     delta: Delta,
     /// 1 to 1000 characters.

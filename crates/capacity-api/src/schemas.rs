@@ -268,3 +268,55 @@ pub struct Health {
     #[schema(example = "ok")]
     pub status: String,
 }
+
+/// Where events are delivered.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookEndpoint)]
+pub struct WebhookEndpointView {
+    #[schema(pattern = "^WHE-[0-9]{2}-[0-9]{6,15}$", example = "WHE-26-000001")]
+    pub id: String,
+    pub url: String,
+    /// Event types delivered; empty or `*` = all.
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    /// `null` for platform endpoints, which receive every organization's events.
+    pub organization_id: Option<OrgId>,
+    pub created_at: Instant,
+}
+
+/// A new endpoint, with its signing secret: shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEndpointCreated {
+    #[serde(flatten)]
+    pub endpoint: WebhookEndpointView,
+    /// The Standard Webhooks signing secret (`whsec_…`).
+    #[schema(pattern = "^whsec_")]
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One event's delivery to one endpoint, with its attempts so far.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Delivery)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub webhook_endpoint_id: String,
+    /// `failed` once retries are given up (after 3 days).
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<Instant>,
+    pub next_retry_at: Option<Instant>,
+    pub delivered_at: Option<Instant>,
+    pub created_at: Instant,
+}

@@ -103,7 +103,7 @@ pub async fn ingest(
     let mut valid: Vec<(usize, UsageRecord)> = Vec::new();
     for (i, raw) in batch.records.into_iter().enumerate() {
         let id = raw.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-        let parsed = crate::extract::parse_json::<Record>(raw.to_string().as_bytes());
+        let parsed = crate::extract::parse_value::<Record>(raw);
         match parsed {
             Ok(r) if r.id.is_empty() || r.id.len() > 200 => {
                 results.push(rejected(

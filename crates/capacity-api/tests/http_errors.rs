@@ -229,3 +229,27 @@ async fn hostile_inputs_never_get_a_5xx() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_is_a_self_contained_page() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Capacity dashboard") && html.contains("/v1/capacity/demand"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+}

@@ -336,3 +336,36 @@ async fn costs_are_exact_and_per_allocation() {
         .await;
     assert_problem(&bad, 422, "validation_failed");
 }
+
+#[tokio::test]
+async fn low_utilisation_is_evaluated_once_a_week() {
+    let app = spawn_app().await;
+    let mut events = serde_json::Value::Null;
+    for _ in 0..200 {
+        events = app
+            .get(
+                "/v1/events?type=capacity.utilisation_low",
+                &app.tokens.org_read,
+            )
+            .await
+            .body;
+        if !events["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let list = events["data"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{events}");
+    assert_eq!(
+        list[0]["data"]["object"]["allocation"]["id"],
+        "ALLOC-26-000443"
+    );
+    assert_eq!(list[0]["data"]["object"]["utilisation_percent"], json!(55));
+    // Another process asking again for the same week records nothing.
+    let again = app
+        .store
+        .evaluate_low_utilisation(at("2026-04-13T00:00:00Z"), 700, at(NOW))
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+}

@@ -22,6 +22,7 @@ pub mod resource;
 pub mod time;
 pub mod timeline;
 pub mod utilisation;
+pub mod webhook;
 
 pub use ids::{AllocationId, MintedPrefix, OrgId, PoolId, ServiceLineId, WorkspaceId};
 pub use quantity::{Delta, Quantity, QuantityError};

@@ -16,6 +16,8 @@ use crate::time::Instant;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
     steps: Vec<(Instant, i64)>,
+    /// `totals[i]` is the value from `steps[i].0` on: reads are a binary search.
+    totals: Vec<i64>,
 }
 
 impl Timeline {
@@ -31,7 +33,17 @@ impl Timeline {
             }
         }
         merged.retain(|s| s.1 != 0);
-        Timeline { steps: merged }
+        let totals = merged
+            .iter()
+            .scan(0i64, |acc, s| {
+                *acc += s.1;
+                Some(*acc)
+            })
+            .collect();
+        Timeline {
+            steps: merged,
+            totals,
+        }
     }
 
     pub fn steps(&self) -> &[(Instant, i64)] {
@@ -196,6 +208,17 @@ pub fn check_change(
     Ok(())
 }
 
+/// The first instant from `now` on where a supply timeline leaves
+/// `[0, 10^12]` units, with its value there: supply can be cut to nothing but
+/// not below, and never grows past the largest quantity the API accepts.
+pub fn supply_out_of_range(supply: &Timeline, now: Instant) -> Option<(Instant, i64)> {
+    let max = crate::quantity::MAX_UNITS * 1000;
+    std::iter::once(now)
+        .chain(supply.steps.iter().map(|s| s.0).filter(|&t| t > now))
+        .map(|t| (t, supply.value_at(t)))
+        .find(|&(_, v)| !(0..=max).contains(&v))
+}
+
 fn advance(steps: &[(Instant, i64)], i: &mut usize, v: &mut i64, t: Instant) {
     while *i < steps.len() && steps[*i].0 <= t {
         *v += steps[*i].1;
@@ -273,6 +296,19 @@ mod tests {
         assert!(check_change(&supply, 1000, &Timeline::default(), &change, t(6)).is_ok());
     }
 
+    #[test]
+    fn supply_stays_between_zero_and_the_largest_quantity() {
+        let s = Timeline::from_steps([(t(0), 10_000), (t(5), -10_000)]);
+        assert_eq!(supply_out_of_range(&s, t(1)), None);
+        let s = Timeline::from_steps([(t(0), 10_000), (t(5), -10_001)]);
+        assert_eq!(supply_out_of_range(&s, t(1)), Some((t(5), -1)));
+        let s = Timeline::from_steps([(t(0), 1_000_000_000_000_000), (t(5), 1)]);
+        assert_eq!(
+            supply_out_of_range(&s, t(1)),
+            Some((t(5), 1_000_000_000_000_001))
+        );
+    }
+
     proptest! {
         /// Applying only accepted changes, in any order, never leaves an
         /// instant from now on where commitments exceed supply.
@@ -296,6 +332,18 @@ mod tests {
                     }
                 }
             }
+        }
+
+        #[test]
+        fn reads_match_the_definition(
+            steps in proptest::collection::vec((0i64..40, -50_000i64..50_000), 0..40),
+            from in 0i64..45, len in 0i64..20,
+        ) {
+            let tl = Timeline::from_steps(steps.iter().map(|&(h, d)| (t(h), d)));
+            let naive = |x: i64| steps.iter().filter(|s| s.0 <= x).map(|s| s.1).sum::<i64>();
+            prop_assert_eq!(tl.value_at(t(from)), naive(from));
+            let peak = (from..=from + len).filter(|&h| h == from || h < from + len).map(naive).max().unwrap();
+            prop_assert_eq!(tl.peak(t(from), t(from + len)), if len == 0 { naive(from) } else { peak });
         }
 
         #[test]

@@ -152,7 +152,11 @@ pub fn list(
         q.and("a.resource_type = {}", rt.as_str().to_owned());
     }
     if let Some(p) = &f.capacity_pool_id {
-        q.and("p.id = {}", p.as_str().to_owned());
+        // By sequence, so the (pool_seq, seq) index pages without a join.
+        q.and(
+            "a.pool_seq = (SELECT seq FROM pools WHERE id = {})",
+            p.as_str().to_owned(),
+        );
     }
     match f.orphaned {
         Some(true) => q.and_raw("(a.status <> 'closed' AND l.status = 'closed')"),
@@ -745,4 +749,53 @@ pub fn utilisation_series(
         });
     }
     Ok(out)
+}
+
+/// See `Store::evaluate_low_utilisation`.
+pub fn evaluate_low_utilisation(
+    conn: &Connection,
+    week_start: Instant,
+    threshold_tenths: i64,
+    now: Instant,
+) -> Result<Option<usize>, StoreError> {
+    let fresh = conn
+        .prepare_cached(
+            "INSERT INTO evaluations (kind, period_start, evaluated_at) VALUES ('utilisation_low', ?1, ?2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![week_start.micros(), now.micros()])
+        .db()?;
+    if fresh == 0 {
+        return Ok(None);
+    }
+    let mut q = Query::new(SELECT);
+    q.and_raw("a.status = 'active'");
+    q.sql.push_str(" ORDER BY a.seq");
+    let mut stmt = conn.prepare(&q.sql).db()?;
+    let mut rows = stmt.query([]).db()?;
+    let mut recorded = 0;
+    while let Some(r) = rows.next().db()? {
+        let (_, a) = complete(conn, row(r).db()?, week_start)?;
+        if let Some(p) = a.utilisation_percent()
+            && p.tenths() < threshold_tenths
+        {
+            let data = serde_json::json!({
+                "allocation": a.view(now),
+                "week_start": week_start.plus_micros(-MICROS_PER_WEEK),
+                "utilisation_percent": p,
+                "threshold_percent": capacity_domain::utilisation::Percent::from_tenths(threshold_tenths),
+            });
+            insert_event(
+                conn,
+                "capacity.utilisation_low",
+                &a.organization_id,
+                &a.workspace_id,
+                data,
+                now,
+            )?;
+            recorded += 1;
+        }
+    }
+    Ok(Some(recorded))
 }

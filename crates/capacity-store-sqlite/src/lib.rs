@@ -1,13 +1,14 @@
 //! The embedded SQLite backend of the storage contract.
 //!
-//! - One write connection owned by the [`writer`] thread, which groups
-//!   concurrent writes into one durable commit (WAL, `synchronous=FULL`).
+//! - One write connection owned by the writer thread (`writer.rs`), which
+//!   groups concurrent writes into one durable commit (WAL, `synchronous=FULL`).
 //! - A small pool of read connections used inline on the calling task: a
 //!   read of a few indexed rows takes microseconds, less than a hop to a
 //!   blocking thread would.
-//! - [`migrate`] applies the embedded migrations at open.
-//! - One module per resource holds its SQL: [`pools`], [`allocations`],
-//!   [`usage`], [`events`], [`tokens`].
+//! - `migrate.rs` applies the embedded migrations at open.
+//! - One module per resource holds its SQL: `pools.rs`, `allocations.rs`,
+//!   `usage.rs`, `requests.rs` (demand, forecasts, costs), `service_lines.rs`,
+//!   `webhooks.rs`, `events.rs`, `tokens.rs`, `idempotency.rs`.
 #![forbid(unsafe_code)]
 
 mod allocations;
@@ -20,6 +21,7 @@ mod service_lines;
 mod sql;
 mod tokens;
 mod usage;
+mod webhooks;
 mod writer;
 
 use async_trait::async_trait;
@@ -30,10 +32,11 @@ use capacity_domain::model::{
 };
 use capacity_domain::{AllocationId, Instant, PoolId, ResourceType, ServiceLineId, WorkspaceId};
 use capacity_store::{
-    AllocationFilter, AllocationPatch, CostData, EventFilter, ForecastData, IdempotencyReservation,
-    NewAdjustment, NewAllocation, NewDemandRequest, NewPool, NewToken, Page, PageRequest,
-    PoolFilter, Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store,
-    StoreError, StoredResponse, TokenRecord, UsageOutcome, UsageRecord,
+    AllocationFilter, AllocationPatch, AttemptOutcome, CostData, Delivery, DeliveryJob,
+    EventFilter, ForecastData, IdempotencyReservation, NewAdjustment, NewAllocation,
+    NewDemandRequest, NewPool, NewToken, NewWebhookEndpoint, Page, PageRequest, PoolFilter,
+    Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store, StoreError,
+    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint,
 };
 use rusqlite::Connection;
 use sql::DbResult;
@@ -65,6 +68,9 @@ fn connect(path: &Path) -> Result<Connection> {
          PRAGMA busy_timeout = 5000;",
     )
     .db()?;
+    // rusqlite keeps 16 prepared statements by default; the store has more
+    // distinct queries than that, and re-preparing costs more than running them.
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
@@ -385,5 +391,80 @@ impl Store for SqliteStore {
         now: Instant,
     ) -> Result<CostData> {
         self.read(|c| requests::cost_data(c, scope, workspace_id, period, now))
+    }
+
+    async fn create_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        new: NewWebhookEndpoint,
+        now: Instant,
+    ) -> Result<WebhookEndpoint> {
+        let scope = scope.clone();
+        self.writer
+            .write(move |c| webhooks::create(c, &scope, new, now))
+            .await
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>> {
+        self.read(|c| webhooks::list(c, scope, page))
+    }
+
+    async fn get_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<WebhookEndpoint> {
+        self.read(|c| webhooks::get(c, scope, id).map(|e| e.1))
+    }
+
+    async fn delete_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<()> {
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.writer
+            .write(move |c| webhooks::delete(c, &scope, &id))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        endpoint_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>> {
+        self.read(|c| webhooks::deliveries(c, scope, endpoint_id, page))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<DeliveryJob>> {
+        self.writer
+            .write(move |c| webhooks::claim(c, now, limit, lease_micros))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_seq: i64,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Result<()> {
+        self.writer
+            .write(move |c| webhooks::record_attempt(c, delivery_seq, outcome, now))
+            .await
+    }
+
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>> {
+        self.writer
+            .write(move |c| {
+                allocations::evaluate_low_utilisation(c, week_start, threshold_tenths, now)
+            })
+            .await
     }
 }

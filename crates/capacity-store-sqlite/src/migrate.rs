@@ -5,18 +5,20 @@ use crate::sql::DbResult;
 use capacity_store::StoreError;
 use rusqlite::Connection;
 
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/0001_init.sql")),
-    (
-        2,
-        "history_action",
-        include_str!("../migrations/0002_history_action.sql"),
-    ),
-    (
-        3,
-        "usage_weeks",
-        include_str!("../migrations/0003_usage_weeks.sql"),
-    ),
+/// `(file stem, sql)`, in order; the stem is `{version:04}_{name}`.
+macro_rules! migrations {
+    ($($stem:literal),* $(,)?) => {
+        &[$(($stem, include_str!(concat!("../migrations/", $stem, ".sql")))),*]
+    };
+}
+
+pub const MIGRATIONS: &[(&str, &str)] = migrations![
+    "0001_init",
+    "0002_history_action",
+    "0003_usage_weeks",
+    "0004_webhooks",
+    "0005_evaluations",
+    "0006_list_indexes",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -25,7 +27,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
     )
     .db()?;
-    for &(version, name, sql) in MIGRATIONS {
+    for &(stem, sql) in MIGRATIONS {
+        let (version, name) = stem.split_once('_').unwrap_or((stem, stem));
+        let version: i64 = version.parse().unwrap_or(0);
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .db()?;

@@ -41,6 +41,8 @@ pub fn record(
         )
         .db()?;
     let mut out = Vec::with_capacity(records.len());
+    // Weekly rollups are summed here and written once per (allocation, week).
+    let mut weeks: HashMap<(i64, i64, i64), i64> = HashMap::new();
     for r in records {
         let key = r.allocation_id.as_str().to_owned();
         if !cache.contains_key(&key) {
@@ -77,9 +79,9 @@ pub fn record(
                     ])
                     .db()?;
                 if n == 1 {
-                    let week = r.occurred_at.week_start().micros();
-                    weekly.execute(params![t.seq, week, q]).db()?;
-                    pool_weekly.execute(params![t.pool_seq, week, q]).db()?;
+                    *weeks
+                        .entry((t.seq, t.pool_seq, r.occurred_at.week_start().micros()))
+                        .or_default() += q;
                     UsageOutcome::Accepted
                 } else {
                     UsageOutcome::Duplicate
@@ -87,6 +89,14 @@ pub fn record(
             }
         };
         out.push(outcome);
+    }
+    let mut pool_weeks: HashMap<(i64, i64), i64> = HashMap::new();
+    for ((alloc, pool, week), q) in weeks {
+        weekly.execute(params![alloc, week, q]).db()?;
+        *pool_weeks.entry((pool, week)).or_default() += q;
+    }
+    for ((pool, week), q) in pool_weeks {
+        pool_weekly.execute(params![pool, week, q]).db()?;
     }
     Ok(out)
 }

@@ -320,6 +320,70 @@ pub struct CostData {
     pub pools: Vec<(Pool, Vec<(Allocation, Quantity)>)>,
 }
 
+/// A webhook endpoint to create. The secret is minted by the caller (API)
+/// and shown once.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEndpoint {
+    pub url: String,
+    /// Event types to deliver; empty = all.
+    pub event_types: Vec<String>,
+    pub secret: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    /// `None` for platform endpoints, which receive every organization's events.
+    pub organization_id: Option<OrgId>,
+    pub created_at: Instant,
+    #[serde(skip)]
+    pub secret: String,
+}
+
+/// One event's delivery to one endpoint, with its attempts so far.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub webhook_endpoint_id: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub status: String,
+    pub attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<Instant>,
+    pub next_retry_at: Option<Instant>,
+    pub delivered_at: Option<Instant>,
+    pub created_at: Instant,
+}
+
+/// A delivery claimed for sending: everything the sender needs.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery_seq: i64,
+    pub event_id: String,
+    pub event_created_at: Instant,
+    pub payload: String,
+    pub url: String,
+    pub secret: String,
+    pub attempts: u32,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub delivered: bool,
+    /// When to retry, or `None` to give up (ignored when delivered).
+    pub next_retry_at: Option<Instant>,
+}
+
 /// One metered usage record as sent by the platform.
 #[derive(Debug, Clone)]
 pub struct UsageRecord {
@@ -503,6 +567,53 @@ pub trait Store: Send + Sync + 'static {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<CostData>;
+
+    async fn create_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        new: NewWebhookEndpoint,
+        now: Instant,
+    ) -> Result<WebhookEndpoint>;
+    async fn list_webhook_endpoints(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>>;
+    async fn get_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<WebhookEndpoint>;
+    /// Deletes the endpoint; its pending deliveries are dropped.
+    async fn delete_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<()>;
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        endpoint_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>>;
+    /// Fans new events out to subscribed endpoints, then claims up to `limit`
+    /// due deliveries for `lease_micros` so no other process sends them meanwhile.
+    async fn claim_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<DeliveryJob>>;
+    /// Records one attempt of a claimed delivery.
+    async fn record_attempt(
+        &self,
+        delivery_seq: i64,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Result<()>;
+
+    /// The weekly evaluation: records `capacity.utilisation_low` for every
+    /// active allocation whose utilisation in the week before `week_start`
+    /// is below `threshold_tenths`. Runs once per week however many
+    /// processes call it: `None` when the week was already evaluated.
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>>;
 
     /// Records a batch in one transaction; one outcome per record, in order.
     async fn record_usage(

@@ -5,6 +5,7 @@
 //! ([`config`]); `CAPACITY_NOW` pins the clock.
 #![forbid(unsafe_code)]
 
+mod client;
 mod config;
 mod store;
 
@@ -57,6 +58,12 @@ impl Db {
     }
 }
 
+/// A boolean flag that is also an environment variable and a file key:
+/// `--flag`, `--flag=false`, `CAPACITY_FLAG=1`.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -67,14 +74,14 @@ enum Command {
         #[command(flatten)]
         db: Db,
         /// Load the seed dataset into an empty database and print a platform token.
-        #[arg(
-            long,
-            env = "CAPACITY_DEMO",
-            num_args = 0..=1,
-            default_missing_value = "true",
-            value_parser = clap::builder::BoolishValueParser::new()
-        )]
+        #[arg(long, env = "CAPACITY_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
         demo: Option<bool>,
+        /// Let webhook URLs point at private or loopback addresses (off: SSRF protection).
+        #[arg(long, env = "CAPACITY_ALLOW_PRIVATE_WEBHOOKS", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
+        allow_private_webhooks: Option<bool>,
+        /// Deliver webhooks [default: true]; `false` records deliveries but sends nothing.
+        #[arg(long, env = "CAPACITY_WEBHOOK_DELIVERY", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
+        webhook_delivery: Option<bool>,
         /// Sustained requests per second allowed per token; 0 = no limit [default: 0].
         #[arg(long, env = "CAPACITY_RATE_LIMIT_PER_SECOND")]
         rate_limit_per_second: Option<u32>,
@@ -94,6 +101,39 @@ enum Command {
     Demo {
         #[command(flatten)]
         db: Db,
+    },
+    /// Client: pools on a running server.
+    Pools {
+        #[command(subcommand)]
+        command: client::PoolsCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: allocations on a running server.
+    Allocations {
+        #[command(subcommand)]
+        command: client::AllocationsCommand,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: a demand forecast from a running server.
+    Forecast {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        resource_type: String,
+        /// `2026-Q3`, `2026-07` or `2026-W27`.
+        #[arg(long)]
+        period: String,
+        #[command(flatten)]
+        conn: client::Connection,
+    },
+    /// Client: recent events from a running server.
+    Events {
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[command(flatten)]
+        conn: client::Connection,
     },
     /// Manage API tokens.
     Tokens {
@@ -188,10 +228,37 @@ async fn main() -> ExitCode {
 async fn run(command: Command, file: config::FileConfig) -> Result<(), String> {
     let clock = clock()?;
     match command {
+        Command::Pools { command, conn } => {
+            client::run(conn, client::ClientCommand::Pools { command }).await
+        }
+        Command::Allocations { command, conn } => {
+            client::run(conn, client::ClientCommand::Allocations { command }).await
+        }
+        Command::Forecast {
+            workspace,
+            resource_type,
+            period,
+            conn,
+        } => {
+            client::run(
+                conn,
+                client::ClientCommand::Demand {
+                    workspace,
+                    resource_type,
+                    period,
+                },
+            )
+            .await
+        }
+        Command::Events { kind, conn } => {
+            client::run(conn, client::ClientCommand::Events { kind }).await
+        }
         Command::Serve {
             listen,
             db,
             demo,
+            allow_private_webhooks,
+            webhook_delivery,
             rate_limit_per_second,
             rate_limit_burst,
             request_timeout_seconds,
@@ -202,6 +269,9 @@ async fn run(command: Command, file: config::FileConfig) -> Result<(), String> {
                 config::DEFAULT_LISTEN.to_owned(),
             );
             let demo = config::pick(demo, file.demo, false);
+            let allow_private_webhooks =
+                config::pick(allow_private_webhooks, file.allow_private_webhooks, false);
+            let deliver_webhooks = config::pick(webhook_delivery, file.webhook_delivery, true);
             let limits = capacity_api::Limits {
                 rate_limit_per_second: std::num::NonZeroU32::new(config::pick(
                     rate_limit_per_second,
@@ -253,16 +323,18 @@ async fn run(command: Command, file: config::FileConfig) -> Result<(), String> {
                 %listen,
                 rate_limit_per_second = limits.rate_limit_per_second.map_or(0, |r| r.get()),
                 request_timeout_s = limits.request_timeout.as_secs(),
+                deliver_webhooks,
                 "serving"
             );
-            capacity_api::serve_with(
-                listener,
-                AppState { store, clock },
-                limits,
-                shutdown_signal(),
-            )
-            .await
-            .map_err(|e| e.to_string())
+            let mut state = AppState::new(store, clock);
+            state.settings = std::sync::Arc::new(capacity_api::Settings {
+                allow_private_webhooks,
+                deliver_webhooks,
+                ..capacity_api::Settings::default()
+            });
+            capacity_api::serve_with(listener, state, limits, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::Migrate { db } => {
             store::open(&db.url(&file)).await?;

@@ -1,5 +1,9 @@
 //! `spawn_app()`: the real router on a random port, over a fresh database
 //! with the seed dataset and a pinned clock, plus a token of every kind.
+//!
+//! The database is a fresh SQLite file, or, with
+//! `CAPACITY_TEST_BACKEND=postgres`, a fresh PostgreSQL database on the
+//! server named by `CAPACITY_TEST_POSTGRES_URL` (dropped after the test).
 #![allow(dead_code)]
 
 use capacity_api::auth::{generate_secret, hash_secret};
@@ -30,7 +34,43 @@ pub struct TestApp {
     pub tokens: Tokens,
     pub clock: Clock,
     pub store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    _db: Backing,
+}
+
+/// What holds the test's database until the test ends.
+enum Backing {
+    Sqlite(tempfile::TempDir),
+    Postgres(capacity_store_postgres::testing::TestDatabase),
+}
+
+/// A fresh store of the backend chosen by `CAPACITY_TEST_BACKEND`
+/// (`sqlite`, the default, or `postgres`).
+async fn fresh_store() -> (Arc<dyn Store>, Backing) {
+    match std::env::var("CAPACITY_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            use capacity_store_postgres::testing::{TestDatabase, URL_VAR};
+            let server = std::env::var(URL_VAR).unwrap_or_default();
+            assert!(
+                !server.is_empty(),
+                "CAPACITY_TEST_BACKEND=postgres needs {URL_VAR} \
+                 (a PostgreSQL server the tests may create databases on)"
+            );
+            let db = TestDatabase::create(&server)
+                .await
+                .unwrap_or_else(|e| panic!("no test database on {server}: {e}"));
+            let store = capacity_store_postgres::PostgresStore::open(&db.url)
+                .await
+                .unwrap_or_else(|e| panic!("open {}: {e}", db.url));
+            (Arc::new(store), Backing::Postgres(db))
+        }
+        Ok("sqlite") | Ok("") | Err(_) => {
+            let dir = tempfile::tempdir().unwrap();
+            let store =
+                capacity_store_sqlite::SqliteStore::open(dir.path().join("test.db")).unwrap();
+            (Arc::new(store), Backing::Sqlite(dir))
+        }
+        Ok(other) => panic!("CAPACITY_TEST_BACKEND must be sqlite or postgres, not {other:?}"),
+    }
 }
 
 pub fn at(s: &str) -> Instant {
@@ -77,9 +117,8 @@ pub async fn spawn_app_with_limits(limits: capacity_api::Limits) -> TestApp {
 }
 
 async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(capacity_store_sqlite::SqliteStore::open(dir.path().join("test.db")).unwrap());
+    capacity_api::dispatcher::install_crypto_provider();
+    let (store, backing) = fresh_store().await;
     let clock = Clock::pinned(at(NOW));
     if seed {
         assert!(
@@ -113,10 +152,13 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState {
-        store: store.clone(),
-        clock: clock.clone(),
-    };
+    let mut state = AppState::new(store.clone(), clock.clone());
+    // Webhook receivers in tests listen on loopback.
+    state.settings = Arc::new(capacity_api::Settings {
+        allow_private_webhooks: true,
+        dispatch_interval: std::time::Duration::from_millis(20),
+        ..capacity_api::Settings::default()
+    });
     tokio::spawn(capacity_api::serve_with(
         listener,
         state,
@@ -129,7 +171,7 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
         tokens,
         clock,
         store,
-        _dir: dir,
+        _db: backing,
     }
 }
 

@@ -1,0 +1,129 @@
+//! Idempotency keys: the first answer to a key is kept for 24 hours and
+//! replayed to retries of the same request.
+//!
+//! Reserving is race-safe across processes: the key is inserted with
+//! `ON CONFLICT DO NOTHING` first and read only when it was already there.
+//! Two requests with one new key at once: one inserts it (Reserved), the
+//! other's insert waits for that transaction to commit, does nothing, and
+//! reads the key in flight (409) — never two Reserved.
+
+use crate::sql::{Db, DbResult};
+use capacity_domain::Instant;
+use capacity_store::{IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError, StoredResponse};
+
+/// A stored key: request fingerprint, answer status and body (none while in flight).
+type KeyRow = (Vec<u8>, Option<i64>, Option<Vec<u8>>);
+
+/// How often a key that vanished between the insert and the read (released
+/// or expired by another process just then) is tried again.
+const ATTEMPTS: usize = 3;
+
+pub async fn reserve(
+    db: &Db<'_>,
+    owner: &str,
+    key: &str,
+    fingerprint: [u8; 32],
+    now: Instant,
+) -> Result<IdempotencyReservation, StoreError> {
+    let expired = now.micros() - IDEMPOTENCY_TTL_MICROS;
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE token_id = $1 AND key = $2 AND created_at < $3",
+        &[&owner, &key, &expired],
+    )
+    .await?;
+    for _ in 0..ATTEMPTS {
+        let inserted = db
+            .execute(
+                "INSERT INTO idempotency_keys (token_id, key, request_hash, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&owner, &key, &&fingerprint[..], &now.micros()],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(IdempotencyReservation::Reserved);
+        }
+        let found: Option<KeyRow> = db
+            .query_opt(
+                "SELECT request_hash, status, body FROM idempotency_keys WHERE token_id = $1 AND key = $2",
+                &[&owner, &key],
+            )
+            .await?
+            .map(|r| -> Result<KeyRow, tokio_postgres::Error> {
+                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+            })
+            .transpose()
+            .db()?;
+        // Released between our insert and this read: try to take it again.
+        let Some((hash, status, body)) = found else {
+            continue;
+        };
+        return Ok(match status {
+            _ if hash != fingerprint => IdempotencyReservation::Mismatch,
+            None => IdempotencyReservation::InFlight,
+            Some(status) => {
+                let stored: serde_json::Value = body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                IdempotencyReservation::Replay(decode(status, &stored))
+            }
+        });
+    }
+    Err(StoreError::Unavailable(format!(
+        "idempotency key {key:?} kept changing; retry"
+    )))
+}
+
+fn decode(status: i64, v: &serde_json::Value) -> StoredResponse {
+    let headers = v["headers"]
+        .as_array()
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = v["body"]
+        .as_str()
+        .map(|b| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    StoredResponse {
+        status: status as u16,
+        headers,
+        body,
+    }
+}
+
+pub async fn finish(
+    db: &Db<'_>,
+    owner: &str,
+    key: &str,
+    response: Option<StoredResponse>,
+) -> Result<(), StoreError> {
+    match response {
+        None => {
+            db.execute(
+                "DELETE FROM idempotency_keys WHERE token_id = $1 AND key = $2 AND status IS NULL",
+                &[&owner, &key],
+            )
+            .await?;
+        }
+        Some(r) => {
+            let stored = serde_json::json!({
+                "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
+                "body": String::from_utf8_lossy(&r.body),
+            });
+            db.execute(
+                "UPDATE idempotency_keys SET status = $1, body = $2 WHERE token_id = $3 AND key = $4",
+                &[
+                    &(r.status as i64),
+                    &stored.to_string().into_bytes(),
+                    &owner,
+                    &key,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,774 @@
+//! The PostgreSQL backend of the storage contract, for several stateless
+//! `capacity serve` processes sharing one database behind a load balancer.
+//!
+//! - A [`deadpool_postgres`] pool of `tokio-postgres` connections. Each
+//!   connection is opened with a `statement_timeout`, so no request waits on
+//!   the database for ever.
+//! - Every unit of work runs through [`PostgresStore`]'s `run`: writes in one
+//!   READ COMMITTED transaction, multi-statement reads in one REPEATABLE READ
+//!   read-only snapshot, single-statement reads on a pooled connection.
+//!   Serialization failures (40001), deadlocks (40P01), a unique key taken
+//!   by a concurrent transaction (23505, the rules then see the committed
+//!   row) and a connection lost before COMMIT are retried from the start a
+//!   bounded number of times, invisibly to the caller; a database that
+//!   cannot be reached is [`StoreError::Unavailable`].
+//! - **No overcommit across processes:** a write that changes a pool's
+//!   supply or commitments first locks the pool row (`pools::lock`:
+//!   `SELECT … FOR NO KEY UPDATE`), then reads the timelines and calls the same pure
+//!   `capacity_domain::timeline::check_change` as SQLite. Writes to one pool
+//!   queue on its lock; writes to different pools do not wait for each other.
+//! - [`migrate`] applies the embedded migrations at open, guarded by an
+//!   advisory lock so several processes may start at once.
+//! - One module per resource holds its SQL, mirroring the SQLite backend:
+//!   `pools`, `allocations`, `usage`, `service_lines`, `idempotency`,
+//!   `requests`, `webhooks`, `events`, `tokens`; `sql` holds the shared
+//!   helpers.
+//! - Background work shared by several processes is claimed, never
+//!   assumed: webhook deliveries with `FOR UPDATE SKIP LOCKED` and a lease
+//!   under the fan-out cursor's row lock, the weekly evaluation by its
+//!   `evaluations` row inserted in the same transaction as its events.
+//! - With the `testing` feature, the `testing` module creates throw-away
+//!   databases for test suites.
+#![forbid(unsafe_code)]
+
+mod allocations;
+mod events;
+mod idempotency;
+pub mod migrate;
+mod pools;
+mod requests;
+mod service_lines;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tokens;
+mod usage;
+mod webhooks;
+
+use async_trait::async_trait;
+use capacity_domain::forecast::PlanningPeriod;
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{
+    Adjustment, Allocation, DemandRequest, Event, HistoryEntry, Pool, ServiceLine, UtilisationWeek,
+};
+use capacity_domain::{AllocationId, Instant, PoolId, ResourceType, ServiceLineId, WorkspaceId};
+use capacity_store::{
+    AllocationFilter, AllocationPatch, AttemptOutcome, CostData, Delivery, DeliveryJob,
+    EventFilter, ForecastData, IdempotencyReservation, NewAdjustment, NewAllocation,
+    NewDemandRequest, NewPool, NewToken, NewWebhookEndpoint, Page, PageRequest, PoolFilter,
+    Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store, StoreError,
+    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Pool as PgPool, RecyclingMethod, Runtime};
+use sql::{Db, DbResult, Retry};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::config::Config as PgConfig;
+
+/// How many times a unit of work is run in all before a retryable failure is
+/// answered as [`StoreError::Unavailable`].
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// How long `ping` (`/readyz`) waits for the database.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connection settings. [`Options::default`] is what `capacity serve` uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most connections this process holds (each server process has its own
+    /// pool: size PostgreSQL's `max_connections` for all of them).
+    pub max_connections: usize,
+    /// `statement_timeout` of every connection.
+    pub statement_timeout: Duration,
+    /// How long a request waits for a free connection, or for a new one.
+    pub connect_timeout: Duration,
+}
+
+impl Options {
+    /// The defaults, changed by `CAPACITY_DB_MAX_CONNECTIONS` and
+    /// `CAPACITY_DB_STATEMENT_TIMEOUT_MS` when they are set.
+    pub fn from_env() -> std::result::Result<Options, String> {
+        let mut o = Options::default();
+        let read = |name: &str| -> std::result::Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| format!("{name} must be a positive whole number, not {v:?}")),
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = read("CAPACITY_DB_MAX_CONNECTIONS")? {
+            o.max_connections = usize::try_from(n).map_err(|e| e.to_string())?;
+        }
+        if let Some(ms) = read("CAPACITY_DB_STATEMENT_TIMEOUT_MS")? {
+            o.statement_timeout = Duration::from_millis(ms);
+        }
+        Ok(o)
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_connections: 16,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Is this a URL the PostgreSQL backend opens?
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A boxed future borrowing a [`Db`] for the duration of one attempt.
+type Unit<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// How a unit of work meets the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One statement on a pooled connection (its own snapshot).
+    Read,
+    /// Several statements that must agree: one REPEATABLE READ READ ONLY
+    /// transaction, i.e. one snapshot.
+    Snapshot,
+    /// One READ COMMITTED read-write transaction.
+    Write,
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations, and keeps a pool of connections.
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        PostgresStore::open_with(url, Options::default()).await
+    }
+
+    pub async fn open_with(url: &str, options: Options) -> Result<PostgresStore> {
+        let mut config: PgConfig = url
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("not a PostgreSQL URL: {e}")))?;
+        config
+            .options(format!(
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+                options.statement_timeout.as_millis(),
+                // A transaction left open by a stuck process must not hold a
+                // pool's lock for long.
+                options.statement_timeout.as_millis() * 6,
+            ))
+            .application_name("capacity")
+            .connect_timeout(options.connect_timeout);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = PgPool::builder(manager)
+            .max_size(options.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+        let store = PostgresStore { pool };
+        let mut client = store.client().await?;
+        migrate::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(match e {
+                deadpool_postgres::PoolError::Backend(e) => {
+                    format!("cannot connect to PostgreSQL: {}", sql::describe(&e))
+                }
+                other => format!("no PostgreSQL connection: {other}"),
+            })
+        })
+    }
+
+    /// Runs `f` as one unit of work, retrying it from the start (bounded) on
+    /// failures PostgreSQL says are worth retrying. `f` is called once per
+    /// attempt, so it must not consume its captures: clone them inside.
+    async fn run<T, F>(&self, mode: Mode, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c Db<'c>) -> Unit<'c, T> + Send + Sync,
+    {
+        let mut attempt = 1;
+        loop {
+            let (result, retry) = self.attempt(mode, &f).await;
+            match (result, retry) {
+                (Ok(v), _) => return Ok(v),
+                (Err(e), Some(reason)) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(?reason, attempt, error = %e, "retrying a database transaction");
+                    // A short, growing, jittered pause so that transactions
+                    // that collided do not collide again in lock-step.
+                    let base = 2u64 << attempt;
+                    tokio::time::sleep(Duration::from_millis(base + jitter(base))).await;
+                    attempt += 1;
+                }
+                (Err(e), reason) => {
+                    // Exhausted retries of a unique race mean a real duplicate
+                    // the rules did not catch: that is our bug, not overload.
+                    return Err(match (e, reason) {
+                        (StoreError::Internal(m), Some(Retry::UniqueRace)) => {
+                            StoreError::Internal(m)
+                        }
+                        (StoreError::Internal(m), Some(_)) => StoreError::Unavailable(m),
+                        (e, _) => e,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt<T, F>(&self, mode: Mode, f: &F) -> (Result<T>, Option<Retry>)
+    where
+        T: Send,
+        F: for<'c> Fn(&'c Db<'c>) -> Unit<'c, T> + Send + Sync,
+    {
+        let mut client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        };
+        if mode == Mode::Read {
+            let db = Db::client(&client);
+            let result = f(&db).await;
+            return (result, db.retry());
+        }
+        let begun = match mode {
+            Mode::Snapshot => {
+                client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+            }
+            _ => client.transaction().await,
+        };
+        let tx = match begun {
+            Ok(tx) => tx,
+            Err(e) => return (Err(sql::store_error(&e)), sql::retry_reason(&e)),
+        };
+        let (result, retry, failed) = {
+            let db = Db::tx(&tx);
+            let result = f(&db).await;
+            (result, db.retry(), db.failed())
+        };
+        // PostgreSQL answers COMMIT of a transaction aborted by an error with
+        // a silent ROLLBACK: a unit that swallowed a failed statement must
+        // not be reported as done.
+        let result = match result {
+            Ok(_) if failed => Err(StoreError::Internal(
+                "a statement failed inside the transaction".into(),
+            )),
+            r => r,
+        };
+        match result {
+            Ok(v) => match tx.commit().await {
+                Ok(()) => (Ok(v), None),
+                // A connection lost during COMMIT leaves the outcome unknown:
+                // never retried (the caller may retry with an idempotency key).
+                Err(e) => (
+                    Err(sql::store_error(&e)),
+                    sql::retry_reason(&e).filter(|r| *r != Retry::Connection),
+                ),
+            },
+            Err(e) => {
+                let _ = tx.rollback().await;
+                (Err(e), retry)
+            }
+        }
+    }
+}
+
+/// A random number below `bound` (std's hasher keys are random per
+/// instance: enough to spread retries, no extra dependency).
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(bound);
+    h.finish() % bound.max(1)
+}
+
+/// Builds a [`Unit`] from an `async move` block.
+macro_rules! unit {
+    ($body:expr) => {
+        Box::pin(async move { $body })
+    };
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    // Each closure clones what its unit borrows: it may run more than once,
+    // and its future may only borrow the attempt's `Db`.
+
+    async fn ping(&self) -> Result<()> {
+        // A load balancer's health check must get its answer quickly, even
+        // while connecting would wait for the full connect timeout.
+        let ping = self.run(Mode::Read, |db| {
+            unit!(db.query_one("SELECT 1", &[]).await.map(|_| ()))
+        });
+        tokio::time::timeout(PING_TIMEOUT, ping)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within {PING_TIMEOUT:?}"
+                )))
+            })
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        self.run(Mode::Read, |db| {
+            unit!(
+                db.query_one("SELECT NOT EXISTS (SELECT 1 FROM pools)", &[])
+                    .await?
+                    .try_get(0)
+                    .db()
+            )
+        })
+        .await
+    }
+
+    async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            unit!(
+                db.execute(
+                    "UPDATE sequences SET next = GREATEST(next, $1) WHERE prefix = $2",
+                    &[&next, &prefix.as_str()],
+                )
+                .await
+                .map(|_| ())
+            )
+        })
+        .await
+    }
+
+    async fn create_token(&self, new: NewToken, now: Instant) -> Result<TokenRecord> {
+        self.run(Mode::Write, |db| {
+            let new = new.clone();
+            unit!(tokens::create(db, new, now).await)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.run(Mode::Read, |db| unit!(tokens::list(db).await))
+            .await
+    }
+
+    async fn revoke_token(&self, id: &str, now: Instant) -> Result<bool> {
+        self.run(Mode::Write, |db| {
+            let id = id.to_owned();
+            unit!(tokens::revoke(db, &id, now).await)
+        })
+        .await
+    }
+
+    async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>> {
+        self.run(Mode::Read, |db| unit!(tokens::authenticate(db, hash).await))
+            .await
+    }
+
+    async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(pools::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn get_pool(&self, scope: &Scope, id: &PoolId, now: Instant) -> Result<Pool> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(pools::load(db, &scope, &id, now).await.map(|p| p.1))
+        })
+        .await
+    }
+
+    async fn list_pools(
+        &self,
+        scope: &Scope,
+        filter: PoolFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Pool>> {
+        self.run(Mode::Read, |db| {
+            let (scope, filter) = (scope.clone(), filter.clone());
+            unit!(pools::list(db, &scope, &filter, page, now).await)
+        })
+        .await
+    }
+
+    async fn adjust_supply(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        adjustment: NewAdjustment,
+        now: Instant,
+    ) -> Result<(Adjustment, Pool)> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, adjustment) = (scope.clone(), id.clone(), adjustment.clone());
+            unit!(pools::adjust(db, &scope, &id, adjustment, now).await)
+        })
+        .await
+    }
+
+    async fn list_adjustments(
+        &self,
+        scope: &Scope,
+        id: &PoolId,
+        page: PageRequest,
+    ) -> Result<Page<Adjustment>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(pools::list_adjustments(db, &scope, &id, page).await)
+        })
+        .await
+    }
+
+    async fn create_allocation(
+        &self,
+        scope: &Scope,
+        new: NewAllocation,
+        now: Instant,
+    ) -> Result<Allocation> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(allocations::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn get_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        now: Instant,
+    ) -> Result<Allocation> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(allocations::load(db, &scope, &id, now).await.map(|a| a.1))
+        })
+        .await
+    }
+
+    async fn list_allocations(
+        &self,
+        scope: &Scope,
+        filter: AllocationFilter,
+        page: PageRequest,
+        now: Instant,
+    ) -> Result<Page<Allocation>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, filter) = (scope.clone(), filter.clone());
+            unit!(allocations::list(db, &scope, &filter, page, now).await)
+        })
+        .await
+    }
+
+    async fn record_usage(
+        &self,
+        scope: &Scope,
+        records: Vec<UsageRecord>,
+        now: Instant,
+    ) -> Result<Vec<UsageOutcome>> {
+        self.run(Mode::Write, |db| {
+            let (scope, records) = (scope.clone(), records.clone());
+            unit!(usage::record(db, &scope, records, now).await)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>> {
+        self.run(Mode::Read, |db| {
+            let (scope, filter) = (scope.clone(), filter.clone());
+            unit!(events::list(db, &scope, &filter, page).await)
+        })
+        .await
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &str) -> Result<Event> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(events::get(db, &scope, &id).await)
+        })
+        .await
+    }
+
+    async fn patch_allocation(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        patch: AllocationPatch,
+        now: Instant,
+    ) -> Result<Allocation> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
+            unit!(allocations::patch(db, &scope, &id, patch, now).await)
+        })
+        .await
+    }
+
+    async fn allocation_history(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        page: PageRequest,
+    ) -> Result<Page<HistoryEntry>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(allocations::history(db, &scope, &id, page).await)
+        })
+        .await
+    }
+
+    async fn put_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        put: ServiceLinePut,
+        now: Instant,
+    ) -> Result<ServiceLine> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, put) = (scope.clone(), id.clone(), put.clone());
+            unit!(service_lines::put(db, &scope, &id, put, now).await)
+        })
+        .await
+    }
+
+    async fn get_service_line(
+        &self,
+        scope: &Scope,
+        id: &ServiceLineId,
+        now: Instant,
+    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(service_lines::get(db, &scope, &id, now).await)
+        })
+        .await
+    }
+
+    async fn idempotency_reserve(
+        &self,
+        owner: &str,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Instant,
+    ) -> Result<IdempotencyReservation> {
+        self.run(Mode::Write, |db| {
+            let (owner, key) = (owner.to_owned(), key.to_owned());
+            unit!(idempotency::reserve(db, &owner, &key, fingerprint, now).await)
+        })
+        .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        owner: &str,
+        key: &str,
+        response: Option<StoredResponse>,
+    ) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let (owner, key, response) = (owner.to_owned(), key.to_owned(), response.clone());
+            unit!(idempotency::finish(db, &owner, &key, response).await)
+        })
+        .await
+    }
+
+    async fn utilisation_series(
+        &self,
+        scope: &Scope,
+        id: &AllocationId,
+        weeks: u32,
+        now: Instant,
+    ) -> Result<Vec<UtilisationWeek>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(allocations::utilisation_series(db, &scope, &id, weeks, now).await)
+        })
+        .await
+    }
+
+    async fn create_request(
+        &self,
+        scope: &Scope,
+        new: NewDemandRequest,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(requests::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn update_request(
+        &self,
+        scope: &Scope,
+        id: &str,
+        update: RequestUpdate,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, update) = (scope.clone(), id.to_owned(), update.clone());
+            unit!(requests::update(db, &scope, &id, update, now).await)
+        })
+        .await
+    }
+
+    async fn list_requests(
+        &self,
+        scope: &Scope,
+        filter: RequestFilter,
+        page: PageRequest,
+    ) -> Result<Page<DemandRequest>> {
+        self.run(Mode::Read, |db| {
+            let (scope, filter) = (scope.clone(), filter.clone());
+            unit!(requests::list(db, &scope, &filter, page).await)
+        })
+        .await
+    }
+
+    async fn forecast_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        resource_type: ResourceType,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<ForecastData> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, ws) = (scope.clone(), workspace_id.clone());
+            unit!(requests::forecast_data(db, &scope, &ws, resource_type, period, now).await)
+        })
+        .await
+    }
+
+    async fn cost_data(
+        &self,
+        scope: &Scope,
+        workspace_id: &WorkspaceId,
+        period: PlanningPeriod,
+        now: Instant,
+    ) -> Result<CostData> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, ws) = (scope.clone(), workspace_id.clone());
+            unit!(requests::cost_data(db, &scope, &ws, period, now).await)
+        })
+        .await
+    }
+
+    async fn create_webhook_endpoint(
+        &self,
+        scope: &Scope,
+        new: NewWebhookEndpoint,
+        now: Instant,
+    ) -> Result<WebhookEndpoint> {
+        self.run(Mode::Write, |db| {
+            let (scope, new) = (scope.clone(), new.clone());
+            unit!(webhooks::create(db, &scope, new, now).await)
+        })
+        .await
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>> {
+        self.run(Mode::Read, |db| {
+            let scope = scope.clone();
+            unit!(webhooks::list(db, &scope, page).await)
+        })
+        .await
+    }
+
+    async fn get_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<WebhookEndpoint> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(webhooks::get(db, &scope, &id).await.map(|e| e.1))
+        })
+        .await
+    }
+
+    async fn delete_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(webhooks::delete(db, &scope, &id).await)
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        endpoint_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>> {
+        self.run(Mode::Snapshot, |db| {
+            let (scope, id) = (scope.clone(), endpoint_id.to_owned());
+            unit!(webhooks::deliveries(db, &scope, &id, page).await)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+        lease_micros: i64,
+    ) -> Result<Vec<DeliveryJob>> {
+        self.run(Mode::Write, |db| {
+            unit!(webhooks::claim(db, now, limit, lease_micros).await)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_seq: i64,
+        outcome: AttemptOutcome,
+        now: Instant,
+    ) -> Result<()> {
+        self.run(Mode::Write, |db| {
+            let outcome = outcome.clone();
+            unit!(webhooks::record_attempt(db, delivery_seq, outcome, now).await)
+        })
+        .await
+    }
+
+    async fn evaluate_low_utilisation(
+        &self,
+        week_start: Instant,
+        threshold_tenths: i64,
+        now: Instant,
+    ) -> Result<Option<usize>> {
+        self.run(Mode::Write, |db| {
+            unit!(
+                allocations::evaluate_low_utilisation(db, week_start, threshold_tenths, now).await
+            )
+        })
+        .await
+    }
+}

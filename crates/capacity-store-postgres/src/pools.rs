@@ -1,0 +1,481 @@
+//! Capacity pools and their supply ledger.
+//!
+//! Every write that reads a pool's timelines to judge a change first takes
+//! the pool row's lock ([`lock`]); see the crate docs for why.
+
+use crate::events::insert_event;
+use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
+use capacity_domain::timeline::{Timeline, check_change, supply_out_of_range};
+use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
+use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
+use tokio_postgres::Row;
+
+/// Pool columns with supply and commitment read at `$1` (now).
+const SELECT: &str = "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+    p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
+    (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), \
+    (SELECT COALESCE(SUM(c.delta), 0)::BIGINT FROM commitment_steps c WHERE c.pool_seq = p.seq AND c.at <= $1) \
+    FROM pools p";
+
+fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
+    let seq: i64 = r.try_get(0)?;
+    let amount: Option<String> = r.try_get(7)?;
+    let currency: Option<String> = r.try_get(8)?;
+    let rt: String = r.try_get(4)?;
+    let period: String = r.try_get(5)?;
+    let (Some(resource_type), Some(period)) = (ResourceType::parse(&rt), Period::parse(&period))
+    else {
+        return Ok((seq, None));
+    };
+    Ok((
+        seq,
+        Some(Pool {
+            id: PoolId::from_trusted(r.try_get(1)?),
+            workspace_id: WorkspaceId::from_trusted(r.try_get(2)?),
+            organization_id: OrgId::from_trusted(r.try_get(3)?),
+            resource_type,
+            period,
+            overcommit_ratio: r.try_get(6)?,
+            unit_price: amount
+                .zip(currency)
+                .map(|(amount, currency)| UnitPrice { amount, currency }),
+            created_at: Instant::from_micros(r.try_get(9)?),
+            updated_at: Instant::from_micros(r.try_get(10)?),
+            total: r.try_get(11)?,
+            allocated: r.try_get(12)?,
+        }),
+    ))
+}
+
+/// Locks a visible pool's row until the end of the transaction and answers
+/// its sequence number.
+///
+/// This is what keeps the no-overcommit rule true across processes: every
+/// change to a pool's supply or commitments takes this lock before reading
+/// the timelines it judges, so two such changes to one pool run one after
+/// the other, and the second (a fresh statement under READ COMMITTED) reads
+/// what the first committed. Changes to different pools do not wait for
+/// each other.
+///
+/// `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it excludes every other
+/// pool writer just the same, but not the key-share locks foreign-key checks
+/// take, so inserting a row that merely references the pool never waits.
+pub async fn lock(db: &Db<'_>, scope: &Scope, id: &PoolId) -> Result<i64, StoreError> {
+    let mut q = Query::new("SELECT p.seq FROM pools p");
+    q.and("p.id = {}", id.as_str().to_owned());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    q.push(" FOR NO KEY UPDATE");
+    db.query_opt_built(&q)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .try_get(0)
+        .db()
+}
+
+/// A visible pool and its sequence number.
+pub async fn load(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &PoolId,
+    now: Instant,
+) -> Result<(i64, Pool), StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.and("p.id = {}", id.as_str().to_owned());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    let (seq, pool) = db
+        .query_opt_built(&q)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+        .db()?
+        .ok_or(StoreError::NotFound)?;
+    Ok((seq, text_or_internal(pool, "pool")?))
+}
+
+pub async fn list(
+    db: &Db<'_>,
+    scope: &Scope,
+    filter: &PoolFilter,
+    page: PageRequest,
+    now: Instant,
+) -> Result<Page<Pool>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    if let Some(ws) = &filter.workspace_id {
+        q.and("p.workspace_id = {}", ws.as_str().to_owned());
+    }
+    if let Some(org) = &filter.organization_id {
+        q.and("p.organization_id = {}", org.as_str().to_owned());
+    }
+    if let Some(rt) = filter.resource_type {
+        q.and("p.resource_type = {}", rt.as_str().to_owned());
+    }
+    q.page("p.seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(row)
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let rows = rows
+        .into_iter()
+        .map(|(seq, p)| text_or_internal(p, "pool").map(|p| (seq, p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+/// The visible pool of a workspace for a resource type, if any, with its
+/// sequence number (one query; SQLite lists, then loads).
+pub async fn find(
+    db: &Db<'_>,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+    now: Instant,
+) -> Result<Option<(i64, Pool)>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.and("p.workspace_id = {}", ws.as_str().to_owned());
+    q.and("p.resource_type = {}", rt.as_str().to_owned());
+    q.scoped(scope, "p.organization_id", "p.workspace_id");
+    match db
+        .query_opt_built(&q)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+        .db()?
+    {
+        None => Ok(None),
+        Some((seq, pool)) => Ok(Some((seq, text_or_internal(pool, "pool")?))),
+    }
+}
+
+/// The organization a workspace belongs to, as far as we have seen it.
+pub async fn workspace_org(db: &Db<'_>, ws: &WorkspaceId) -> Result<Option<String>, StoreError> {
+    db.query_opt(
+        "SELECT organization_id FROM pools WHERE workspace_id = $1 \
+         UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = $1 LIMIT 1",
+        &[&ws.as_str()],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()
+    .db()
+}
+
+/// Serialises the decisions about one workspace (which organization it
+/// belongs to, which pools it holds) across processes until commit: the
+/// checks below read rows that do not exist yet, which no row lock covers.
+pub async fn lock_workspace(db: &Db<'_>, ws: &WorkspaceId) -> Result<(), StoreError> {
+    db.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('capacity.workspace:' || $1::TEXT, 0))",
+        &[&ws.as_str()],
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn create(
+    db: &Db<'_>,
+    scope: &Scope,
+    new: NewPool,
+    now: Instant,
+) -> Result<Pool, StoreError> {
+    if !scope.sees(&new.organization_id, &new.workspace_id) {
+        return Err(StoreError::Forbidden(
+            "this token cannot create pools in that workspace",
+        ));
+    }
+    lock_workspace(db, &new.workspace_id).await?;
+    if let Some(org) = workspace_org(db, &new.workspace_id).await?
+        && org != new.organization_id.as_str()
+    {
+        return Err(StoreError::conflict(
+            "workspace_organization_mismatch",
+            format!(
+                "workspace {} belongs to another organization",
+                new.workspace_id
+            ),
+        ));
+    }
+    let exists: Option<String> = db
+        .query_opt(
+            "SELECT id FROM pools WHERE workspace_id = $1 AND resource_type = $2",
+            &[&new.workspace_id.as_str(), &new.resource_type.as_str()],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .db()?;
+    if let Some(existing) = exists {
+        return Err(StoreError::conflict(
+            "pool_exists",
+            format!(
+                "workspace {} already has a {} pool: {existing}",
+                new.workspace_id,
+                new.resource_type.as_str()
+            ),
+        ));
+    }
+    let (seq, id) = mint_id(db, MintedPrefix::Pool, now).await?;
+    db.execute(
+        "INSERT INTO pools (seq, id, workspace_id, organization_id, resource_type, period, overcommit_ratio, \
+         unit_price_amount, unit_price_currency, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        &[
+            &seq,
+            &id,
+            &new.workspace_id.as_str(),
+            &new.organization_id.as_str(),
+            &new.resource_type.as_str(),
+            &new.period.as_str(),
+            &new.overcommit_ratio,
+            &new.unit_price.as_ref().map(|p| p.amount.as_str()),
+            &new.unit_price.as_ref().map(|p| p.currency.as_str()),
+            &now.micros(),
+        ],
+    )
+    .await?;
+    insert_supply_change(
+        db,
+        seq,
+        Delta::from_thousandths(new.total.thousandths()),
+        None,
+        SupplySource::Initial,
+        now,
+        now,
+        &scope.token_id,
+    )
+    .await?;
+    let pool_id = PoolId::from_trusted(id);
+    let (_, pool) = load(db, scope, &pool_id, now).await?;
+    insert_event(
+        db,
+        "capacity.pool.created",
+        &pool.organization_id,
+        &pool.workspace_id,
+        &pool,
+        now,
+    )
+    .await?;
+    Ok(pool)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_supply_change(
+    db: &Db<'_>,
+    pool_seq: i64,
+    delta: Delta,
+    reason: Option<&str>,
+    source: SupplySource,
+    effective_at: Instant,
+    now: Instant,
+    actor: &str,
+) -> Result<String, StoreError> {
+    let (seq, id) = mint_id(db, MintedPrefix::Adjustment, now).await?;
+    db.execute(
+        "INSERT INTO supply_changes (seq, id, pool_seq, delta, reason, source, effective_at, created_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &seq,
+            &id,
+            &pool_seq,
+            &delta.thousandths(),
+            &reason,
+            &source.as_str(),
+            &effective_at.micros(),
+            &now.micros(),
+            &actor,
+        ],
+    )
+    .await?;
+    Ok(id)
+}
+
+fn steps(rows: &[Row]) -> Result<Vec<(Instant, i64)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((Instant::from_micros(r.try_get(0)?), r.try_get::<_, i64>(1)?)))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()
+}
+
+pub async fn supply_timeline(db: &Db<'_>, pool_seq: i64) -> Result<Timeline, StoreError> {
+    let rows = db
+        .query(
+            "SELECT effective_at, SUM(delta)::BIGINT FROM supply_changes WHERE pool_seq = $1 GROUP BY effective_at",
+            &[&pool_seq],
+        )
+        .await?;
+    Ok(Timeline::from_steps(steps(&rows)?))
+}
+
+/// The pool's total commitment: its value at `now` as one step, then every later step.
+pub async fn commitment_timeline(
+    db: &Db<'_>,
+    pool_seq: i64,
+    now: Instant,
+) -> Result<Timeline, StoreError> {
+    let base: i64 = db
+        .query_one(
+            "SELECT COALESCE(SUM(delta), 0)::BIGINT FROM commitment_steps WHERE pool_seq = $1 AND at <= $2",
+            &[&pool_seq, &now.micros()],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    let rows = db
+        .query(
+            "SELECT at, SUM(delta)::BIGINT FROM commitment_steps WHERE pool_seq = $1 AND at > $2 GROUP BY at",
+            &[&pool_seq, &now.micros()],
+        )
+        .await?;
+    Ok(Timeline::from_steps(
+        std::iter::once((now, base)).chain(steps(&rows)?),
+    ))
+}
+
+pub async fn adjust(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &PoolId,
+    adj: NewAdjustment,
+    now: Instant,
+) -> Result<(Adjustment, Pool), StoreError> {
+    let seq = lock(db, scope, id).await?;
+    let (_, pool) = load(db, scope, id, now).await?;
+    let effective_at = adj.effective_at.unwrap_or(now);
+    if effective_at < now {
+        return Err(StoreError::invalid(
+            "effective_at",
+            "must not be in the past",
+        ));
+    }
+    let supply = supply_timeline(db, seq).await?;
+    let after = supply.plus(&Timeline::from_steps([(
+        effective_at,
+        adj.delta.thousandths(),
+    )]));
+    if let Some((t, v)) = supply_out_of_range(&after, now) {
+        let why = if v < 0 {
+            "negative"
+        } else {
+            "larger than 1000000000000"
+        };
+        return Err(StoreError::invalid(
+            "delta",
+            format!(
+                "would make the pool's supply {why} at {t} (supply would be {})",
+                capacity_domain::model::show(v)
+            ),
+        ));
+    }
+    let adj_id = insert_supply_change(
+        db,
+        seq,
+        adj.delta,
+        adj.reason.as_deref(),
+        adj.source,
+        effective_at,
+        now,
+        &scope.token_id,
+    )
+    .await?;
+    db.execute(
+        "UPDATE pools SET updated_at = $1 WHERE seq = $2",
+        &[&now.micros(), &seq],
+    )
+    .await?;
+    let (_, pool_after) = load(db, scope, id, now).await?;
+    insert_event(
+        db,
+        "capacity.pool.updated",
+        &pool.organization_id,
+        &pool.workspace_id,
+        &pool_after,
+        now,
+    )
+    .await?;
+    // A reduction is a fact and is accepted; if it leaves commitments above
+    // supply at some instant from now on, say so.
+    let committed = commitment_timeline(db, seq, now).await?;
+    if adj.delta.thousandths() < 0
+        && let Err(over) = check_change(
+            &after,
+            pool.overcommit_ratio,
+            &Timeline::default(),
+            &committed,
+            now,
+        )
+    {
+        insert_event(
+            db,
+            "capacity.pool_overcommitted",
+            &pool.organization_id,
+            &pool.workspace_id,
+            serde_json::json!({
+                "pool": &pool_after,
+                "at": over.at,
+                "committed": capacity_domain::model::show(over.committed),
+                "capacity": capacity_domain::model::show(over.capacity),
+                "shortfall": capacity_domain::model::show(over.shortfall),
+            }),
+            now,
+        )
+        .await?;
+    }
+    let adjustment = Adjustment {
+        id: adj_id,
+        capacity_pool_id: pool.id.clone(),
+        delta: adj.delta,
+        reason: adj.reason,
+        source: adj.source,
+        effective_at,
+        created_at: now,
+        created_by: scope.token_id.clone(),
+    };
+    Ok((adjustment, pool_after))
+}
+
+pub async fn list_adjustments(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &PoolId,
+    page: PageRequest,
+) -> Result<Page<Adjustment>, StoreError> {
+    let (pool_seq, pool) = load(db, scope, id, Instant::END_OF_TIME).await?;
+    let mut q = Query::new(
+        "SELECT seq, id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes",
+    );
+    q.and("pool_seq = {}", pool_seq);
+    q.page("seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(|r| {
+            let source: String = r.try_get(4)?;
+            Ok((
+                r.try_get::<_, i64>(0)?,
+                Adjustment {
+                    id: r.try_get(1)?,
+                    capacity_pool_id: pool.id.clone(),
+                    delta: Delta::from_thousandths(r.try_get(2)?),
+                    reason: r.try_get(3)?,
+                    source: SupplySource::parse(&source).unwrap_or(SupplySource::Correction),
+                    effective_at: Instant::from_micros(r.try_get(5)?),
+                    created_at: Instant::from_micros(r.try_get(6)?),
+                    created_by: r.try_get(7)?,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
+}

@@ -1,0 +1,472 @@
+//! Demand: pending requests, forecasts and cost reports read the same
+//! timelines the invariant guards, and decide with the same pure functions
+//! (`capacity_domain::forecast::figures`) as SQLite.
+//!
+//! A new request takes the workspace's advisory lock (as pool creation
+//! does): it may fix which organization a new workspace belongs to, and two
+//! requests for one workspace judge the supply gap one after the other, each
+//! seeing the other's pending demand, as SQLite's single writer does.
+
+use crate::allocations;
+use crate::events::insert_event;
+use crate::pools::{self, commitment_timeline, supply_timeline, workspace_org};
+use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
+use capacity_domain::forecast::{PlanningPeriod, figures};
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::model::{Adjustment, DemandRequest, RequestStatus, SupplySource};
+use capacity_domain::time::MICROS_PER_WEEK;
+use capacity_domain::timeline::Timeline;
+use capacity_domain::{
+    AllocationId, Delta, Instant, OrgId, Period, Quantity, ResourceType, WorkspaceId,
+};
+use capacity_store::{
+    AllocationFilter, CostData, Expiring, ForecastData, NewDemandRequest, Page, PageRequest,
+    PoolFilter, RequestFilter, RequestUpdate, Scope, StoreError,
+};
+use std::collections::HashMap;
+use tokio_postgres::Row;
+
+const SELECT: &str = "SELECT seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, ends_at, \
+    note, status, allocation_id, created_at, updated_at, \
+    COALESCE((SELECT p.period FROM pools p WHERE p.workspace_id = r.workspace_id AND p.resource_type = r.resource_type), '') \
+    FROM demand_requests r";
+
+fn row(r: &Row) -> Result<(i64, Option<DemandRequest>), tokio_postgres::Error> {
+    let seq: i64 = r.try_get(0)?;
+    let rt: String = r.try_get(4)?;
+    let status: String = r.try_get(9)?;
+    let period: String = r.try_get(13)?;
+    let (Some(resource_type), Some(status)) =
+        (ResourceType::parse(&rt), RequestStatus::parse(&status))
+    else {
+        return Ok((seq, None));
+    };
+    Ok((
+        seq,
+        Some(DemandRequest {
+            id: r.try_get(1)?,
+            workspace_id: WorkspaceId::from_trusted(r.try_get(2)?),
+            organization_id: OrgId::from_trusted(r.try_get(3)?),
+            resource_type,
+            period: Period::parse(&period).unwrap_or(resource_type.default_period()),
+            quantity: Quantity::from_thousandths(r.try_get(5)?),
+            starts_at: Instant::from_micros(r.try_get(6)?),
+            ends_at: r.try_get::<_, Option<i64>>(7)?.map(Instant::from_micros),
+            note: r.try_get(8)?,
+            status,
+            allocation_id: r
+                .try_get::<_, Option<String>>(10)?
+                .map(AllocationId::from_trusted),
+            created_at: Instant::from_micros(r.try_get(11)?),
+            updated_at: Instant::from_micros(r.try_get(12)?),
+        }),
+    ))
+}
+
+async fn load(db: &Db<'_>, scope: &Scope, id: &str) -> Result<(i64, DemandRequest), StoreError> {
+    let mut q = Query::new(SELECT);
+    q.and("id = {}", id.to_owned());
+    q.scoped(scope, "organization_id", "workspace_id");
+    let (seq, r) = db
+        .query_opt_built(&q)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+        .db()?
+        .ok_or(StoreError::NotFound)?;
+    Ok((seq, text_or_internal(r, "demand request")?))
+}
+
+/// Pending demand for a workspace and type as a timeline.
+async fn pending_timeline(
+    db: &Db<'_>,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+) -> Result<Timeline, StoreError> {
+    let rows = db
+        .query(
+            "SELECT quantity, starts_at, ends_at FROM demand_requests \
+             WHERE workspace_id = $1 AND resource_type = $2 AND status = 'pending'",
+            &[&ws.as_str(), &rt.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i64>(0)?,
+                r.try_get::<_, i64>(1)?,
+                r.try_get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    Ok(Timeline::from_steps(rows.into_iter().flat_map(
+        |(q, s, e)| {
+            std::iter::once((Instant::from_micros(s), q))
+                .chain(e.map(|e| (Instant::from_micros(e), -q)))
+        },
+    )))
+}
+
+pub async fn create(
+    db: &Db<'_>,
+    scope: &Scope,
+    new: NewDemandRequest,
+    now: Instant,
+) -> Result<DemandRequest, StoreError> {
+    if let Some(end) = new.ends_at
+        && end <= new.starts_at
+    {
+        return Err(StoreError::invalid("ends_at", "must be after starts_at"));
+    }
+    pools::lock_workspace(db, &new.workspace_id).await?;
+    let org = match workspace_org(db, &new.workspace_id).await? {
+        Some(org) => OrgId::from_trusted(org),
+        None => new.organization_id.clone().ok_or_else(|| {
+            StoreError::invalid(
+                "organization_id",
+                "is required for a workspace not seen before",
+            )
+        })?,
+    };
+    if !scope.sees(&org, &new.workspace_id) {
+        return Err(StoreError::NotFound);
+    }
+    let pool = pools::find(db, scope, &new.workspace_id, new.resource_type, now).await?;
+    let period = pool
+        .as_ref()
+        .map_or(new.resource_type.default_period(), |p| p.1.period);
+    let quantity = new
+        .quantity
+        .checked_per_period(period, "quantity_per_week")?;
+    let (seq, id) = mint_id(db, MintedPrefix::Request, now).await?;
+    db.execute(
+        "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \
+         ends_at, note, status, allocation_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', NULL, $10, $10)",
+        &[
+            &seq,
+            &id,
+            &new.workspace_id.as_str(),
+            &org.as_str(),
+            &new.resource_type.as_str(),
+            &quantity.thousandths(),
+            &new.starts_at.micros(),
+            &new.ends_at.map(|e| e.micros()),
+            &new.note,
+            &now.micros(),
+        ],
+    )
+    .await?;
+    let (_, request) = load(db, scope, &id).await?;
+    // Can supply as it stands meet all pending demand over this request's span?
+    let (supply, ratio, committed) = match &pool {
+        Some((pool_seq, p)) => (
+            supply_timeline(db, *pool_seq).await?,
+            p.overcommit_ratio,
+            commitment_timeline(db, *pool_seq, now).await?,
+        ),
+        None => (Timeline::default(), 1000, Timeline::default()),
+    };
+    let window = PlanningPeriod {
+        start: request.starts_at.max(now),
+        end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
+    };
+    if window.start < window.end {
+        let pending = pending_timeline(db, &request.workspace_id, request.resource_type).await?;
+        let f = figures(&supply, ratio, &committed, &pending, window);
+        if f.gap > 0 {
+            insert_event(
+                db,
+                "capacity.supply_gap",
+                &request.organization_id,
+                &request.workspace_id,
+                serde_json::json!({
+                    "request": &request,
+                    "pending_requests": Quantity::from_thousandths(f.pending),
+                    "available_supply": Quantity::from_thousandths(f.available),
+                    "supply_gap": Quantity::from_thousandths(f.gap),
+                }),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(request)
+}
+
+pub async fn update(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &str,
+    update: RequestUpdate,
+    now: Instant,
+) -> Result<DemandRequest, StoreError> {
+    // The row's lock first: two updates of one request take turns, and the
+    // second sees it is no longer pending.
+    let mut q = Query::new("SELECT seq FROM demand_requests");
+    q.and("id = {}", id.to_owned());
+    q.scoped(scope, "organization_id", "workspace_id");
+    q.push(" FOR UPDATE");
+    db.query_opt_built(&q).await?.ok_or(StoreError::NotFound)?;
+    let (seq, request) = load(db, scope, id).await?;
+    if request.status != RequestStatus::Pending {
+        return Err(StoreError::conflict(
+            "request_not_pending",
+            format!(
+                "request {id} is {}; only pending requests change",
+                request.status.as_str()
+            ),
+        ));
+    }
+    if update.status == RequestStatus::Pending {
+        return Err(StoreError::invalid(
+            "status",
+            "must be fulfilled or cancelled",
+        ));
+    }
+    if let Some(a) = &update.allocation_id {
+        if update.status != RequestStatus::Fulfilled {
+            return Err(StoreError::invalid(
+                "allocation_id",
+                "is only for fulfilled requests",
+            ));
+        }
+        match allocations::load(db, scope, a, now).await {
+            Ok((_, alloc)) if alloc.workspace_id == request.workspace_id => {}
+            Ok(_) => {
+                return Err(StoreError::invalid(
+                    "allocation_id",
+                    "belongs to another workspace",
+                ));
+            }
+            Err(StoreError::NotFound) => {
+                return Err(StoreError::invalid("allocation_id", "names no allocation"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    db.execute(
+        "UPDATE demand_requests SET status = $1, allocation_id = $2, updated_at = $3 WHERE seq = $4",
+        &[
+            &update.status.as_str(),
+            &update.allocation_id.as_ref().map(|a| a.as_str()),
+            &now.micros(),
+            &seq,
+        ],
+    )
+    .await?;
+    Ok(load(db, scope, id).await?.1)
+}
+
+pub async fn list(
+    db: &Db<'_>,
+    scope: &Scope,
+    f: &RequestFilter,
+    page: PageRequest,
+) -> Result<Page<DemandRequest>, StoreError> {
+    let mut q = Query::new(SELECT);
+    q.scoped(scope, "organization_id", "workspace_id");
+    if let Some(ws) = &f.workspace_id {
+        q.and("workspace_id = {}", ws.as_str().to_owned());
+    }
+    if let Some(rt) = f.resource_type {
+        q.and("resource_type = {}", rt.as_str().to_owned());
+    }
+    if let Some(s) = f.status {
+        q.and("status = {}", s.as_str().to_owned());
+    }
+    q.page("seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(row)
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let rows = rows
+        .into_iter()
+        .map(|(seq, r)| text_or_internal(r, "demand request").map(|r| (seq, r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+pub async fn forecast_data(
+    db: &Db<'_>,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    rt: ResourceType,
+    period: PlanningPeriod,
+    now: Instant,
+) -> Result<ForecastData, StoreError> {
+    let pending = {
+        // Only requests this scope may see count.
+        let visible = workspace_org(db, ws)
+            .await?
+            .is_some_and(|org| scope.sees(&OrgId::from_trusted(org), ws));
+        if visible {
+            pending_timeline(db, ws, rt).await?
+        } else {
+            Timeline::default()
+        }
+    };
+    let Some((pool_seq, pool)) = pools::find(db, scope, ws, rt, now).await? else {
+        return Ok(ForecastData {
+            pool: None,
+            supply: Timeline::default(),
+            committed: Timeline::default(),
+            pending,
+            supply_changes: Vec::new(),
+            expiring: Vec::new(),
+            usage_last_12_weeks: Quantity::ZERO,
+        });
+    };
+    let supply = supply_timeline(db, pool_seq).await?;
+    let committed = commitment_timeline(db, pool_seq, period.start).await?;
+    let supply_changes = db
+        .query(
+            "SELECT id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes \
+             WHERE pool_seq = $1 AND effective_at >= $2 AND effective_at < $3 ORDER BY effective_at, seq",
+            &[&pool_seq, &period.start.micros(), &period.end.micros()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let source: String = r.try_get(3)?;
+            Ok(Adjustment {
+                id: r.try_get(0)?,
+                capacity_pool_id: pool.id.clone(),
+                delta: Delta::from_thousandths(r.try_get(1)?),
+                reason: r.try_get(2)?,
+                source: SupplySource::parse(&source).unwrap_or(SupplySource::Correction),
+                effective_at: Instant::from_micros(r.try_get(4)?),
+                created_at: Instant::from_micros(r.try_get(5)?),
+                created_by: r.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    let ending: Vec<String> = db
+        .query(
+            "SELECT id FROM allocations WHERE pool_seq = $1 AND \
+             ((ends_at >= $2 AND ends_at < $3) OR (closed_at >= $2 AND closed_at < $3)) ORDER BY seq",
+            &[&pool_seq, &period.start.micros(), &period.end.micros()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    // Every ending allocation in one read, not one read each.
+    let mut expiring = Vec::new();
+    for a in allocations::load_many(db, scope, ending, now).await? {
+        let end = [a.ends_at, a.closed_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Instant::END_OF_TIME);
+        let committed = a.commitment_timeline().value_at(end.plus_micros(-1));
+        if committed > 0 {
+            expiring.push(Expiring {
+                allocation_id: a.id,
+                service_line_id: a.service_line_id,
+                committed: Quantity::from_thousandths(committed),
+                ends_at: end,
+            });
+        }
+    }
+    let this_week = now.week_start();
+    let usage: i64 = db
+        .query_one(
+            "SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
+             WHERE pool_seq = $1 AND week_start >= $2 AND week_start < $3",
+            &[
+                &pool_seq,
+                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
+                &this_week.micros(),
+            ],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    Ok(ForecastData {
+        pool: Some(pool),
+        supply,
+        committed,
+        pending,
+        supply_changes,
+        expiring,
+        usage_last_12_weeks: Quantity::from_thousandths(usage),
+    })
+}
+
+pub async fn cost_data(
+    db: &Db<'_>,
+    scope: &Scope,
+    ws: &WorkspaceId,
+    period: PlanningPeriod,
+    now: Instant,
+) -> Result<CostData, StoreError> {
+    let filter = PoolFilter {
+        workspace_id: Some(ws.clone()),
+        ..Default::default()
+    };
+    let pools = pools::list(
+        db,
+        scope,
+        &filter,
+        PageRequest {
+            limit: 100,
+            after: None,
+        },
+        now,
+    )
+    .await?;
+    let until = now.min(period.end);
+    let mut out = Vec::new();
+    for pool in pools.items {
+        let mut allocs = Vec::new();
+        let mut after = None;
+        loop {
+            let f = AllocationFilter {
+                capacity_pool_id: Some(pool.id.clone()),
+                ..Default::default()
+            };
+            let page =
+                allocations::list(db, scope, &f, PageRequest { limit: 100, after }, now).await?;
+            // The page's usage inside the month so far, in one query.
+            let ids: Vec<String> = page
+                .items
+                .iter()
+                .map(|a| a.id.as_str().to_owned())
+                .collect();
+            let used: HashMap<String, i64> = db
+                .query(
+                    "SELECT a.id, COALESCE(SUM(u.quantity), 0)::BIGINT \
+                     FROM usage_records u JOIN allocations a ON a.seq = u.allocation_seq \
+                     WHERE a.id = ANY($1) AND u.occurred_at >= $2 AND u.occurred_at < $3 GROUP BY a.id",
+                    &[&ids, &period.start.micros(), &until.micros()],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .db()?;
+            for a in page.items {
+                let tl = a.commitment_timeline();
+                let used = used.get(a.id.as_str()).copied().unwrap_or(0);
+                let overlaps = tl.peak(period.start, period.end) > 0;
+                if overlaps || used > 0 {
+                    allocs.push((a, Quantity::from_thousandths(used)));
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out.push((pool, allocs));
+    }
+    Ok(CostData { pools: out })
+}

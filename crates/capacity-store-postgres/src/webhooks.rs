@@ -1,0 +1,352 @@
+//! Webhook endpoints, the fan-out of the events outbox into deliveries, and
+//! claiming due deliveries with a lease.
+//!
+//! Several processes run the dispatcher at once. What keeps them from
+//! sending one delivery twice at the same time:
+//! - the fan-out cursor (`webhook_fanout`'s one row) is locked `FOR UPDATE`
+//!   by the claiming transaction, so one process at a time fans out, and
+//!   the next sees the cursor where the last one left it;
+//! - due deliveries are claimed with `FOR UPDATE SKIP LOCKED` and given a
+//!   lease (`lease_until`) in the same statement: another claim skips rows
+//!   being claimed, and once the claim commits, its lease excludes them
+//!   (under READ COMMITTED a locked row that changed is re-checked against
+//!   the WHERE clause before it is returned).
+//!
+//! Events become visible in `seq` order (minting an EVT number holds its
+//! sequence row until commit), so a cursor on `seq` never skips one.
+
+use crate::sql::{Db, DbResult, Query, mint_id};
+use capacity_domain::ids::MintedPrefix;
+use capacity_domain::webhook::wants;
+use capacity_domain::{Instant, OrgId};
+use capacity_store::{
+    AttemptOutcome, Delivery, DeliveryJob, NewWebhookEndpoint, Page, PageRequest, Scope,
+    StoreError, Tenant, WebhookEndpoint,
+};
+use tokio_postgres::Row;
+
+const SELECT: &str = "SELECT seq, id, organization_id, url, event_types, description, secret, created_at FROM webhook_endpoints";
+
+/// How many events one fan-out turns into deliveries.
+const FAN_OUT_BATCH: i64 = 1000;
+
+fn row(r: &Row) -> Result<(i64, WebhookEndpoint), tokio_postgres::Error> {
+    let types: String = r.try_get(4)?;
+    Ok((
+        r.try_get(0)?,
+        WebhookEndpoint {
+            id: r.try_get(1)?,
+            organization_id: r.try_get::<_, Option<String>>(2)?.map(OrgId::from_trusted),
+            url: r.try_get(3)?,
+            event_types: serde_json::from_str(&types).unwrap_or_default(),
+            description: r.try_get(5)?,
+            secret: r.try_get(6)?,
+            created_at: Instant::from_micros(r.try_get(7)?),
+        },
+    ))
+}
+
+/// Endpoints visible to a scope: platform sees all, an organization its own.
+fn scoped(q: &mut Query, scope: &Scope) {
+    q.and_raw("deleted_at IS NULL");
+    if let Tenant::Organization { id, .. } = &scope.tenant {
+        q.and("organization_id = {}", id.as_str().to_owned());
+    }
+}
+
+pub async fn create(
+    db: &Db<'_>,
+    scope: &Scope,
+    new: NewWebhookEndpoint,
+    now: Instant,
+) -> Result<WebhookEndpoint, StoreError> {
+    let (seq, id) = mint_id(db, MintedPrefix::WebhookEndpoint, now).await?;
+    let from: i64 = db
+        .query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events", &[])
+        .await?
+        .try_get(0)
+        .db()?;
+    db.execute(
+        "INSERT INTO webhook_endpoints (seq, id, organization_id, url, event_types, description, secret, from_event_seq, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &seq,
+            &id,
+            &scope.organization().map(|o| o.as_str()),
+            &new.url,
+            &serde_json::json!(new.event_types).to_string(),
+            &new.description,
+            &new.secret,
+            &from,
+            &now.micros(),
+        ],
+    )
+    .await?;
+    get(db, scope, &id).await.map(|e| e.1)
+}
+
+pub async fn get(
+    db: &Db<'_>,
+    scope: &Scope,
+    id: &str,
+) -> Result<(i64, WebhookEndpoint), StoreError> {
+    let mut q = Query::new(SELECT);
+    q.and("id = {}", id.to_owned());
+    scoped(&mut q, scope);
+    db.query_opt_built(&q)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+        .db()?
+        .ok_or(StoreError::NotFound)
+}
+
+pub async fn list(
+    db: &Db<'_>,
+    scope: &Scope,
+    page: PageRequest,
+) -> Result<Page<WebhookEndpoint>, StoreError> {
+    let mut q = Query::new(SELECT);
+    scoped(&mut q, scope);
+    q.page("seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(row)
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+pub async fn delete(db: &Db<'_>, scope: &Scope, id: &str) -> Result<(), StoreError> {
+    let (seq, _) = get(db, scope, id).await?;
+    // The database's clock, as SQLite's `unixepoch()` (the contract passes
+    // no `now` here; `deleted_at` is only ever tested for NULL).
+    db.execute(
+        "UPDATE webhook_endpoints SET deleted_at = EXTRACT(EPOCH FROM now())::BIGINT * 1000000 \
+         WHERE seq = $1",
+        &[&seq],
+    )
+    .await?;
+    db.execute(
+        "DELETE FROM webhook_deliveries WHERE endpoint_seq = $1 AND status = 'pending'",
+        &[&seq],
+    )
+    .await?;
+    Ok(())
+}
+
+fn delivery_row(r: &Row) -> Result<(i64, Delivery), tokio_postgres::Error> {
+    let seq: i64 = r.try_get(0)?;
+    let opt = |i: usize| -> Result<Option<Instant>, tokio_postgres::Error> {
+        Ok(r.try_get::<_, Option<i64>>(i)?.map(Instant::from_micros))
+    };
+    let status: String = r.try_get(4)?;
+    Ok((
+        seq,
+        Delivery {
+            id: format!("DLV-{seq:06}"),
+            event_id: r.try_get(1)?,
+            event_type: r.try_get(2)?,
+            webhook_endpoint_id: r.try_get(3)?,
+            next_retry_at: if status == "pending" { opt(9)? } else { None },
+            status,
+            attempts: attempts(r.try_get(5)?),
+            last_status_code: r.try_get::<_, Option<i64>>(6)?.map(|c| c as u16),
+            last_error: r.try_get(7)?,
+            last_attempt_at: opt(8)?,
+            delivered_at: opt(10)?,
+            created_at: Instant::from_micros(r.try_get(11)?),
+        },
+    ))
+}
+
+fn attempts(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub async fn deliveries(
+    db: &Db<'_>,
+    scope: &Scope,
+    endpoint_id: &str,
+    page: PageRequest,
+) -> Result<Page<Delivery>, StoreError> {
+    let (endpoint_seq, _) = get(db, scope, endpoint_id).await?;
+    let mut q = Query::new(
+        "SELECT d.seq, e.id, e.type, w.id, d.status, d.attempts, d.last_status_code, d.last_error, d.last_attempt_at, \
+         d.next_attempt_at, d.delivered_at, d.created_at \
+         FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq JOIN webhook_endpoints w ON w.seq = d.endpoint_seq",
+    );
+    q.and("d.endpoint_seq = {}", endpoint_seq);
+    q.page("d.seq", page.after, page.limit);
+    let rows = db
+        .query_built(&q)
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+/// Turns events not yet fanned out into delivery rows, 1000 at a time,
+/// holding the cursor row's lock until the claiming transaction commits.
+async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
+    let cursor: i64 = db
+        .query_one(
+            "SELECT last_event_seq FROM webhook_fanout WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    let endpoints: Vec<(i64, Option<String>, Vec<String>, i64)> = db
+        .query(
+            "SELECT seq, organization_id, event_types, from_event_seq FROM webhook_endpoints \
+             WHERE deleted_at IS NULL",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let types: String = r.try_get(2)?;
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                serde_json::from_str(&types).unwrap_or_default(),
+                r.try_get(3)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    if endpoints.is_empty() {
+        db.execute(
+            "UPDATE webhook_fanout SET last_event_seq = (SELECT COALESCE(MAX(seq), 0) FROM events) WHERE id = 1",
+            &[],
+        )
+        .await?;
+        return Ok(());
+    }
+    let events: Vec<(i64, String, String)> = db
+        .query(
+            "SELECT seq, organization_id, type FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&cursor, &FAN_OUT_BATCH],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    // Every (endpoint, event) pair in one multi-row insert.
+    let (mut endpoint_seqs, mut event_seqs) = (Vec::new(), Vec::new());
+    for (seq, org, kind) in &events {
+        for (endpoint, endpoint_org, types, from) in &endpoints {
+            if seq > from && endpoint_org.as_ref().is_none_or(|o| o == org) && wants(types, kind) {
+                endpoint_seqs.push(*endpoint);
+                event_seqs.push(*seq);
+            }
+        }
+    }
+    if !endpoint_seqs.is_empty() {
+        db.execute(
+            "INSERT INTO webhook_deliveries (endpoint_seq, event_seq, status, next_attempt_at, created_at) \
+             SELECT u.w, u.e, 'pending', $3, $3 \
+             FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS u(w, e, n) ORDER BY u.n \
+             ON CONFLICT DO NOTHING",
+            &[&endpoint_seqs, &event_seqs, &now.micros()],
+        )
+        .await?;
+    }
+    if let Some((last, _, _)) = events.last() {
+        db.execute(
+            "UPDATE webhook_fanout SET last_event_seq = $1 WHERE id = 1",
+            &[last],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn claim(
+    db: &Db<'_>,
+    now: Instant,
+    limit: u32,
+    lease: i64,
+) -> Result<Vec<DeliveryJob>, StoreError> {
+    fan_out(db, now).await?;
+    // Pick and lease in one statement; rows another transaction is claiming
+    // (or recording an attempt for) are skipped, not waited for.
+    let rows = db
+        .query(
+            "WITH due AS ( \
+                 SELECT d.seq FROM webhook_deliveries d JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                 AND (d.lease_until IS NULL OR d.lease_until <= $1) AND w.deleted_at IS NULL \
+                 ORDER BY d.next_attempt_at, d.seq LIMIT $2 \
+                 FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE webhook_deliveries d SET lease_until = $3 \
+             FROM due, events e, webhook_endpoints w \
+             WHERE d.seq = due.seq AND e.seq = d.event_seq AND w.seq = d.endpoint_seq \
+             RETURNING d.seq, e.id, e.created_at, e.type, e.data, w.url, w.secret, d.attempts, d.next_attempt_at",
+            &[&now.micros(), &(limit as i64), &(now.micros() + lease)],
+        )
+        .await?;
+    let mut jobs = rows
+        .iter()
+        .map(|r| {
+            let (id, created, kind, data): (String, i64, String, String) =
+                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            let data: serde_json::Value =
+                serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+            let payload = serde_json::json!({
+                "id": id, "type": kind, "created_at": Instant::from_micros(created), "data": data,
+            });
+            Ok((
+                r.try_get::<_, i64>(8)?,
+                DeliveryJob {
+                    delivery_seq: r.try_get(0)?,
+                    event_id: id,
+                    event_created_at: Instant::from_micros(created),
+                    payload: payload.to_string(),
+                    url: r.try_get(5)?,
+                    secret: r.try_get(6)?,
+                    attempts: attempts(r.try_get(7)?),
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .db()?;
+    // RETURNING has no order: the same order as SQLite's claim.
+    jobs.sort_by_key(|(next, j)| (*next, j.delivery_seq));
+    Ok(jobs.into_iter().map(|(_, j)| j).collect())
+}
+
+pub async fn record_attempt(
+    db: &Db<'_>,
+    seq: i64,
+    o: AttemptOutcome,
+    now: Instant,
+) -> Result<(), StoreError> {
+    let (status, next, delivered_at) = match (o.delivered, o.next_retry_at) {
+        (true, _) => ("delivered", None, Some(now.micros())),
+        (false, Some(next)) => ("pending", Some(next.micros()), None),
+        (false, None) => ("failed", None, None),
+    };
+    db.execute(
+        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status_code = $2, last_error = $3, \
+         last_attempt_at = $4, next_attempt_at = $5, delivered_at = $6, lease_until = NULL WHERE seq = $7",
+        &[
+            &status,
+            &o.status_code.map(i64::from),
+            &o.error,
+            &now.micros(),
+            &next,
+            &delivered_at,
+            &seq,
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Capacity pools: creation, uniqueness, tenancy of creation, minted ids.
+
+use crate::*;
+use capacity_domain::MintedPrefix;
+use capacity_domain::model::SupplySource;
+use capacity_store::{EventFilter, PoolFilter};
+use std::sync::Arc;
+
+pub async fn a_pool_starts_with_its_opening_supply(store: Arc<dyn Store>) {
+    assert!(store.is_empty().await.unwrap());
+    let pool = talent_pool(store.as_ref(), 200).await;
+    assert!(!store.is_empty().await.unwrap());
+    assert_eq!(pool.id.as_str(), "CAP-26-000001");
+    assert_eq!(pool.workspace_id.as_str(), WS_A);
+    assert_eq!(pool.organization_id.as_str(), ORG_A);
+    assert_eq!(pool.resource_type, ResourceType::TalentHours);
+    assert_eq!(pool.period, ResourceType::TalentHours.default_period());
+    assert_eq!(
+        (pool.total, pool.allocated, pool.available()),
+        (th(200), 0, th(200))
+    );
+    assert_eq!((pool.created_at, pool.updated_at), (now(), now()));
+
+    let read = store.get_pool(&platform(), &pool.id, now()).await.unwrap();
+    assert_eq!(read, pool);
+
+    let ledger = store
+        .list_adjustments(&platform(), &pool.id, page(10))
+        .await
+        .unwrap();
+    assert_eq!(ledger.items.len(), 1);
+    let opening = &ledger.items[0];
+    assert_eq!(opening.source, SupplySource::Initial);
+    assert_eq!(opening.delta.thousandths(), th(200));
+    assert_eq!(opening.effective_at, now());
+    assert_eq!(opening.created_by, platform().token_id);
+
+    let events = store
+        .list_events(&platform(), EventFilter::default(), page(10))
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1);
+    assert_eq!(events.items[0].kind, "capacity.pool.created");
+    assert_eq!(events.items[0].data["object"]["id"], pool.id.as_str());
+}
+
+pub async fn a_workspace_holds_one_pool_per_resource_type(store: Arc<dyn Store>) {
+    let first = talent_pool(store.as_ref(), 100).await;
+    let again = store
+        .create_pool(
+            &platform(),
+            new_pool(ORG_A, WS_A, ResourceType::TalentHours, 50),
+            now(),
+        )
+        .await;
+    assert_conflict(again, "pool_exists");
+    let compute = store
+        .create_pool(
+            &platform(),
+            new_pool(ORG_A, WS_A, ResourceType::Compute, 50),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(compute.id, first.id);
+    let all = store
+        .list_pools(&platform(), PoolFilter::default(), page(10), now())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+}
+
+pub async fn a_workspace_belongs_to_one_organization(store: Arc<dyn Store>) {
+    talent_pool(store.as_ref(), 100).await;
+    let elsewhere = store
+        .create_pool(
+            &platform(),
+            new_pool(ORG_B, WS_A, ResourceType::Compute, 10),
+            now(),
+        )
+        .await;
+    assert_conflict(elsewhere, "workspace_organization_mismatch");
+}
+
+pub async fn a_scope_creates_pools_only_in_its_tenant(store: Arc<dyn Store>) {
+    let other_org = organization(ORG_B, None);
+    let r = store
+        .create_pool(
+            &other_org,
+            new_pool(ORG_A, WS_A, ResourceType::TalentHours, 10),
+            now(),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let narrowed = organization(ORG_A, Some(&[WS_B]));
+    let r = store
+        .create_pool(
+            &narrowed,
+            new_pool(ORG_A, WS_A, ResourceType::TalentHours, 10),
+            now(),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    assert!(store.is_empty().await.unwrap());
+}
+
+pub async fn minted_ids_follow_reserved_sequences(store: Arc<dyn Store>) {
+    store
+        .reserve_ids_from(MintedPrefix::Pool, 112)
+        .await
+        .unwrap();
+    let p = talent_pool(store.as_ref(), 10).await;
+    assert_eq!(p.id.as_str(), "CAP-26-000112");
+    // Reserving below the next number never goes back.
+    store.reserve_ids_from(MintedPrefix::Pool, 5).await.unwrap();
+    let q = store
+        .create_pool(
+            &platform(),
+            new_pool(ORG_A, WS_A, ResourceType::Compute, 10),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.id.as_str(), "CAP-26-000113");
+    store
+        .reserve_ids_from(MintedPrefix::Allocation, 441)
+        .await
+        .unwrap();
+    let a = allocate(store.as_ref(), &p.id, 1, 1).await.unwrap();
+    assert_eq!(a.id.as_str(), "ALLOC-26-000441");
+    // The year part is the creation year, the number keeps counting.
+    let later = store
+        .create_allocation(
+            &platform(),
+            new_allocation(&p.id, 2, 1),
+            at("2027-01-02T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.id.as_str(), "ALLOC-27-000442");
+}
+
+pub async fn pool_filters_select_what_they_name(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let a_talent = talent_pool(s, 10).await;
+    let a_compute = s
+        .create_pool(
+            &platform(),
+            new_pool(ORG_A, WS_A, ResourceType::Compute, 10),
+            now(),
+        )
+        .await
+        .unwrap();
+    let b_talent = s
+        .create_pool(
+            &platform(),
+            new_pool(ORG_B, WS_B, ResourceType::TalentHours, 10),
+            now(),
+        )
+        .await
+        .unwrap();
+    let ids = |f: PoolFilter| async move {
+        s.list_pools(&platform(), f, page(10), now())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(PoolFilter {
+            workspace_id: Some(ws(WS_A)),
+            ..Default::default()
+        })
+        .await,
+        vec![a_talent.id.clone(), a_compute.id.clone()]
+    );
+    assert_eq!(
+        ids(PoolFilter {
+            organization_id: Some(OrgId::parse(ORG_B).unwrap()),
+            ..Default::default()
+        })
+        .await,
+        vec![b_talent.id.clone()]
+    );
+    assert_eq!(
+        ids(PoolFilter {
+            resource_type: Some(ResourceType::TalentHours),
+            ..Default::default()
+        })
+        .await,
+        vec![a_talent.id.clone(), b_talent.id.clone()]
+    );
+    assert_eq!(
+        ids(PoolFilter {
+            workspace_id: Some(ws(WS_B)),
+            resource_type: Some(ResourceType::Compute),
+            ..Default::default()
+        })
+        .await,
+        vec![]
+    );
+}

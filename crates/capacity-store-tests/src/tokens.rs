@@ -1,0 +1,73 @@
+//! API tokens: stored as hashes, authenticated by hash, revoked for good.
+
+use crate::*;
+use capacity_domain::OrgId;
+use capacity_store::{NewToken, TokenKind};
+use std::sync::Arc;
+
+pub async fn tokens_authenticate_until_revoked(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let platform_hash = [7u8; 32];
+    let org_hash = [9u8; 32];
+    let p = s
+        .create_token(
+            NewToken {
+                kind: TokenKind::Platform,
+                organization_id: None,
+                workspaces: vec![],
+                access: Access::Write,
+                hash: platform_hash,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.id, "TOK-26-000001");
+    assert_eq!((p.created_at, p.revoked_at), (now(), None));
+    let o = s
+        .create_token(
+            NewToken {
+                kind: TokenKind::Organization,
+                organization_id: Some(OrgId::parse(ORG_A).unwrap()),
+                workspaces: vec![ws(WS_A), ws(WS_B)],
+                access: Access::Read,
+                hash: org_hash,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+
+    let who = s.authenticate(platform_hash).await.unwrap().unwrap();
+    assert_eq!(who.token_id, p.id);
+    assert_eq!(who.tenant, Tenant::Platform);
+    assert_eq!(who.access, Access::Write);
+    let who = s.authenticate(org_hash).await.unwrap().unwrap();
+    assert_eq!(who.token_id, o.id);
+    assert_eq!(who.access, Access::Read);
+    assert_eq!(
+        who.tenant,
+        Tenant::Organization {
+            id: OrgId::parse(ORG_A).unwrap(),
+            workspaces: Some(vec![ws(WS_A), ws(WS_B)]),
+        }
+    );
+    assert_eq!(s.authenticate([1u8; 32]).await.unwrap(), None);
+
+    let later = now().plus_micros(days(1));
+    assert!(s.revoke_token(&o.id, later).await.unwrap());
+    assert!(
+        !s.revoke_token(&o.id, later).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!s.revoke_token("TOK-26-999999", later).await.unwrap());
+    assert_eq!(s.authenticate(org_hash).await.unwrap(), None);
+    assert!(s.authenticate(platform_hash).await.unwrap().is_some());
+
+    let all = s.list_tokens().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, p.id);
+    assert_eq!(all[1].id, o.id);
+    assert_eq!(all[1].revoked_at, Some(later));
+    assert_eq!(all[1].workspaces, vec![ws(WS_A), ws(WS_B)]);
+}
