@@ -4,31 +4,59 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
 use crate::params::{opt_parse, path_id};
 use crate::pools::{not_found, parse_resource_type};
+use crate::schemas::{AllocationView, UtilisationSeries};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use capacity_domain::ResourceType;
+use capacity_domain::model::HistoryEntry;
 use capacity_domain::model::{Allocation, AllocationStatus, Resource};
+use capacity_domain::openapi::InstantInput;
 use capacity_domain::{AllocationId, Instant, PoolId, Quantity, ServiceLineId, WorkspaceId};
 use capacity_store::{AllocationFilter, AllocationPatch, CommitmentInput, NewAllocation};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<WorkspaceId>)]
     workspace_id: Option<String>,
+    #[param(value_type = Option<AllocationStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<ServiceLineId>)]
     service_line_id: Option<String>,
+    #[param(value_type = Option<ResourceType>)]
     resource_type: Option<String>,
+    #[param(value_type = Option<PoolId>)]
     capacity_pool_id: Option<String>,
+    /// Only allocations whose service line is closed (`true`) or not (`false`).
+    #[param(value_type = Option<bool>)]
     orphaned: Option<String>,
+    /// Only allocations whose `utilisation_percent` is below this (0–1000, one decimal).
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 1000, multiple_of = 0.1)]
     utilisation_below: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
     cursor: Option<String>,
 }
 
+/// List allocations
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/allocations",
+    operation_id = "listAllocations",
+    tag = "allocations",
+    params(ListQuery),
+    responses((status = 200, description = "The allocations the token sees", body = ListBody<AllocationView>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -80,6 +108,16 @@ pub fn respond(status: StatusCode, a: &Allocation, now: Instant) -> Response {
     res
 }
 
+/// Get an allocation
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/allocations/{id}",
+    operation_id = "getAllocation",
+    tag = "allocations",
+    params(("id" = AllocationId, Path, description = "The allocation's id")),
+    responses((status = 200, description = "The allocation", body = DataBody<AllocationView>,
+        headers(("ETag" = String, description = "The allocation's version, for `If-Match`"))))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
@@ -95,16 +133,28 @@ pub async fn get(
     Ok(respond(StatusCode::OK, &a, now))
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `committed` and `committed_per_week`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAllocation {
     capacity_pool_id: PoolId,
+    /// A service line not seen before is registered in the pool's workspace.
     service_line_id: ServiceLineId,
+    /// Per the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     committed: Option<Quantity>,
+    /// Per week; converted to the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     committed_per_week: Option<Quantity>,
+    /// At most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     resources: Vec<Resource>,
+    /// Defaults to now; may be in the past (backfill).
+    #[schema(value_type = Option<InstantInput>)]
     starts_at: Option<Instant>,
+    /// After `starts_at`, not in the past.
+    #[schema(value_type = Option<InstantInput>)]
     ends_at: Option<Instant>,
 }
 
@@ -119,9 +169,20 @@ pub fn commitment(
             "give either committed or committed_per_week, not both",
         )),
         (Some(q), None) => Ok(Some(CommitmentInput::PerPeriod(q))),
-        (None, Some(q)) => Ok(Some(CommitmentInput::PerWeek(q))),
+        (None, Some(q)) => self::per_week("committed_per_week", q).map(Some),
         (None, None) => Ok(None),
     }
+}
+
+/// A per-week figure, at most what converts to 10^12 a month.
+pub fn per_week(field: &str, q: Quantity) -> Result<CommitmentInput, ApiError> {
+    if q.thousandths() > capacity_domain::openapi::MAX_PER_WEEK_THOUSANDTHS {
+        return Err(ApiError::validation(
+            field,
+            "must be at most 230769230769.23 (10^12 a month)",
+        ));
+    }
+    Ok(CommitmentInput::PerWeek(q))
 }
 
 pub fn validate_resources(resources: &[Resource]) -> Result<(), ApiError> {
@@ -138,6 +199,19 @@ pub fn validate_resources(resources: &[Resource]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Create an allocation
+///
+/// Refused with 409 `insufficient_capacity` when it would over-commit the
+/// pool at any instant from now on.
+#[utoipa::path(
+    post,
+    path = "/v1/capacity/allocations",
+    operation_id = "createAllocation",
+    tag = "allocations",
+    request_body = CreateAllocation,
+    responses((status = 201, description = "The new allocation", body = DataBody<AllocationView>,
+        headers(("ETag" = String, description = "The allocation's version"), ("Location" = String, description = "The allocation's URL"))))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -178,16 +252,33 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A merge patch: absent fields are unchanged, `null` clears `ends_at`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAllocation {
+    /// The new commitment per the pool's period (not with `committed_per_week`).
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     committed: Option<Quantity>,
+    /// The new commitment per week (not with `committed`).
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     committed_per_week: Option<Quantity>,
+    /// Replaces the resources (at most 100).
+    #[schema(max_items = 100)]
     resources: Option<Vec<Resource>>,
+    /// Not in the past; `null` clears it. Recorded at once.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<InstantInput>)]
     ends_at: Option<Option<Instant>>,
+    /// `active` ⇄ `paused`, or `closed` (final). Recorded at once.
     status: Option<AllocationStatus>,
+    /// 1 to 1000 characters, kept in the history.
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     reason: Option<String>,
+    /// Apply commitment and resource changes now instead of at the start of
+    /// the next billing period.
     #[serde(default)]
     effective_immediately: bool,
 }
@@ -201,16 +292,44 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if v == "*" {
         return Ok(None);
     }
-    let tag = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
-    tag.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            "If-Match does not name a version of this allocation",
-        )
-    })
+    // An entity tag as we issue them (`"7"`, or weak `W/"7"`), or the bare
+    // version (`7`), as the documented pattern says; anything else is
+    // malformed.
+    let tag = v.strip_prefix("W/").unwrap_or(v);
+    let digits = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .or(Some(tag).filter(|t| !t.contains('"')))
+        .filter(|d| !d.is_empty() && d.len() <= 18 && d.bytes().all(|b| b.is_ascii_digit()));
+    digits
+        .and_then(|d| d.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "If-Match",
+                "must be an entity tag as given in ETag, e.g. \"7\", or *",
+            )
+        })
 }
 
+/// Adjust an allocation
+///
+/// Changes to the commitment and resources take effect at the start of the
+/// next billing period (listed in `pending_changes`) unless
+/// `effective_immediately` is true.
+#[utoipa::path(
+    patch,
+    path = "/v1/capacity/allocations/{id}",
+    operation_id = "patchAllocation",
+    tag = "allocations",
+    params(
+        ("id" = AllocationId, Path, description = "The allocation's id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last read: the change is refused with 412 if the allocation changed since. `*` matches any version.", pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#),
+    ),
+    request_body(content = PatchAllocation, content_type = "application/json"),
+    responses((status = 200, description = "The allocation after the change", body = DataBody<AllocationView>,
+        headers(("ETag" = String, description = "The allocation's new version"))))
+)]
 pub async fn patch(
     State(s): State<AppState>,
     caller: Caller,
@@ -247,13 +366,26 @@ pub async fn patch(
     Ok(respond(StatusCode::OK, &a, now))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
     cursor: Option<String>,
 }
 
+/// List an allocation's history
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/allocations/{id}/history",
+    operation_id = "allocationHistory",
+    tag = "allocations",
+    params(("id" = AllocationId, Path, description = "The allocation's id"), HistoryQuery),
+    responses((status = 200, description = "Every change: who, when, why, before and after", body = ListBody<HistoryEntry>))
+)]
 pub async fn history(
     State(s): State<AppState>,
     caller: Caller,
@@ -270,12 +402,24 @@ pub async fn history(
     Ok(axum::Json(list_body(entries, |e| e)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UtilisationQuery {
+    /// How many complete weeks back (default 12).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 104)]
     weeks: Option<String>,
 }
 
+/// An allocation's weekly utilisation
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/allocations/{id}/utilisation",
+    operation_id = "allocationUtilisation",
+    tag = "allocations",
+    params(("id" = AllocationId, Path, description = "The allocation's id"), UtilisationQuery),
+    responses((status = 200, description = "Committed, actual and utilisation per week, oldest first", body = DataBody<UtilisationSeries>))
+)]
 pub async fn utilisation(
     State(s): State<AppState>,
     caller: Caller,

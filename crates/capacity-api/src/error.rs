@@ -8,6 +8,123 @@ use capacity_domain::model::show;
 use capacity_store::StoreError;
 use serde::Serialize;
 
+/// Every problem `code` the API answers, with its status and meaning. The
+/// OpenAPI document lists them (the `code` enum, each error response) and
+/// `/docs` gives each an anchor `#problem-<code>`, the problem's `type`.
+/// A test scans the sources, so a new code must be added here.
+pub const PROBLEM_CODES: &[(&str, u16, &str)] = &[
+    (
+        "malformed_request",
+        400,
+        "The request could not be read: the body is not JSON, holds more than one document, or is missing.",
+    ),
+    (
+        "unauthorized",
+        401,
+        "No bearer token, or one that is unknown or revoked. The answer carries `WWW-Authenticate: Bearer`.",
+    ),
+    (
+        "forbidden",
+        403,
+        "The token is valid but may not do this: a read-scope token writing, or an organization token doing a platform operation.",
+    ),
+    (
+        "not_found",
+        404,
+        "No such resource, or one outside the token's organization or workspaces (the two are indistinguishable). A path id of the wrong shape answers this too.",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "The route does not accept this method.",
+    ),
+    (
+        "insufficient_capacity",
+        409,
+        "The change would commit more than the pool's supply × overcommit_ratio at some instant from now on. The problem names `first_violation_at`, `shortfall`, `committed`, `capacity` and `unit`.",
+    ),
+    (
+        "pool_exists",
+        409,
+        "The workspace already has a pool of this resource type.",
+    ),
+    (
+        "workspace_organization_mismatch",
+        409,
+        "The workspace belongs to another organization.",
+    ),
+    (
+        "service_line_workspace_mismatch",
+        409,
+        "The service line belongs to another workspace.",
+    ),
+    (
+        "service_line_closed",
+        409,
+        "The service line is closed; it takes no new allocations.",
+    ),
+    (
+        "allocation_closed",
+        409,
+        "The allocation is closed; closed is final.",
+    ),
+    (
+        "request_not_pending",
+        409,
+        "Only pending demand requests change status.",
+    ),
+    (
+        "idempotency_key_in_use",
+        409,
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+    ),
+    (
+        "precondition_failed",
+        412,
+        "`If-Match` names a version other than the current one; read the resource again.",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "Request bodies are limited to 1 MiB.",
+    ),
+    (
+        "unsupported_media_type",
+        415,
+        "Request bodies must be `application/json`.",
+    ),
+    (
+        "validation_failed",
+        422,
+        "A field or query parameter is missing, unknown or has a wrong value; `errors[]` names each (`field`, `message`).",
+    ),
+    (
+        "idempotency_key_reused",
+        422,
+        "This Idempotency-Key was used for a different request; use a new key.",
+    ),
+    (
+        "rate_limited",
+        429,
+        "Too many requests for this token; wait for `Retry-After` seconds.",
+    ),
+    (
+        "internal_error",
+        500,
+        "An unexpected failure; it has been logged with the request id.",
+    ),
+    (
+        "unavailable",
+        503,
+        "The database is unreachable or overloaded; retry shortly.",
+    ),
+    (
+        "timeout",
+        503,
+        "The request took longer than the server's request timeout; it may or may not have been applied, so retry with the same Idempotency-Key.",
+    ),
+];
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldError {
     pub field: String,
@@ -97,6 +214,7 @@ fn title(status: StatusCode) -> &'static str {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let p = *self.0;
+        crate::metrics::record_problem(p.code, p.status.as_u16());
         let mut body = serde_json::json!({
             "type": format!("/docs#problem-{}", p.code),
             "title": title(p.status),

@@ -3,6 +3,11 @@
 //! into domain types ([`extract`]), authenticate ([`auth`]), call the store
 //! and shape the answer; every failure is an [`error::ApiError`] rendered as
 //! problem+json.
+//!
+//! The operations surface lives beside them: [`openapi`] (the document,
+//! generated from the handlers' annotations, served at `/openapi.json`),
+//! [`docs`] (the rendered reference at `/docs`), [`metrics`] (`/metrics`),
+//! and [`limits`] (per-token rate limit and request timeout).
 #![forbid(unsafe_code)]
 
 pub mod allocations;
@@ -10,15 +15,21 @@ pub mod auth;
 pub mod clock;
 pub mod demo;
 pub mod dispatcher;
+pub mod docs;
 pub mod error;
 pub mod events;
+mod examples;
 pub mod extract;
 mod idempotency;
+pub mod limits;
+pub mod metrics;
 mod middleware;
+pub mod openapi;
 pub mod page;
 pub mod params;
 pub mod planning;
 pub mod pools;
+pub mod schemas;
 pub mod service_lines;
 pub mod usage;
 pub mod webhooks;
@@ -27,11 +38,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use capacity_store::Store;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use clock::Clock;
+pub use limits::Limits;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,6 +64,9 @@ pub struct Settings {
     pub allow_private_webhooks: bool,
     /// How often the webhook dispatcher looks for due deliveries when idle.
     pub dispatch_interval: std::time::Duration,
+    /// Run the webhook dispatcher. Off, deliveries are recorded and nothing
+    /// is sent (the contract run, whose generated URLs must not be called).
+    pub deliver_webhooks: bool,
     /// `capacity.utilisation_low` is recorded weekly for active allocations
     /// below this utilisation, in tenths of a percent (700 = 70 %).
     pub utilisation_low_tenths: i64,
@@ -61,6 +77,7 @@ impl Default for Settings {
         Settings {
             allow_private_webhooks: false,
             dispatch_interval: std::time::Duration::from_secs(1),
+            deliver_webhooks: true,
             utilisation_low_tenths: 700,
         }
     }
@@ -77,66 +94,65 @@ impl AppState {
     }
 }
 
+/// Every route with its OpenAPI entry: the router and the document come
+/// from the same `routes!` calls, so neither can list a route the other lacks.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(pools::list, pools::create))
+        .routes(routes!(allocations::list, allocations::create))
+        .routes(routes!(allocations::get, allocations::patch))
+        .routes(routes!(allocations::history))
+        .routes(routes!(allocations::utilisation))
+        .routes(routes!(planning::list_requests, planning::create_request))
+        .routes(routes!(planning::update_request))
+        .routes(routes!(planning::demand))
+        .routes(routes!(planning::costs))
+        .routes(routes!(usage::ingest))
+        .routes(routes!(pools::get))
+        .routes(routes!(pools::list_adjustments, pools::adjust))
+        .routes(routes!(service_lines::get, service_lines::put))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(events::list))
+        .routes(routes!(events::get))
+        .routes(routes!(dashboard))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs::page))
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The whole service with the default [`Limits`].
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/capacity", get(pools::list).post(pools::create))
-        .route(
-            "/capacity/allocations",
-            get(allocations::list).post(allocations::create),
-        )
-        .route(
-            "/capacity/allocations/{id}",
-            get(allocations::get).patch(allocations::patch),
-        )
-        .route(
-            "/capacity/allocations/{id}/history",
-            get(allocations::history),
-        )
-        .route(
-            "/capacity/allocations/{id}/utilisation",
-            get(allocations::utilisation),
-        )
-        .route(
-            "/capacity/requests",
-            get(planning::list_requests).post(planning::create_request),
-        )
-        .route("/capacity/requests/{id}", patch(planning::update_request))
-        .route("/capacity/demand", get(planning::demand))
-        .route("/capacity/costs", get(planning::costs))
-        .route("/capacity/usage", post(usage::ingest))
-        .route("/capacity/{id}", get(pools::get))
-        .route(
-            "/capacity/{id}/adjustments",
-            get(pools::list_adjustments).post(pools::adjust),
-        )
-        .route(
-            "/service-lines/{id}",
-            get(service_lines::get).put(service_lines::put),
-        )
-        .route(
-            "/webhook-endpoints",
-            get(webhooks::list).post(webhooks::create),
-        )
-        .route(
-            "/webhook-endpoints/{id}",
-            get(webhooks::get).delete(webhooks::delete),
-        )
-        .route(
-            "/webhook-endpoints/{id}/deliveries",
-            get(webhooks::deliveries),
-        )
-        .route("/events", get(events::list))
-        .route("/events/{id}", get(events::get));
-    Router::new()
-        .nest("/v1", v1)
-        .route("/", get(dashboard))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    router_with(state, Limits::default())
+}
+
+/// The whole service: the routes of [`api`], the fallback, and the layers
+/// every request passes (outermost first): panic → 500 problem, request id +
+/// log line + metrics + problem rewriting, timeout, per-token rate limit,
+/// idempotency keys, body limit.
+pub fn router_with(state: AppState, limits: Limits) -> Router {
+    let (routes, doc) = api();
+    let limiter = limits::Limiter::new(&limits);
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
+            (state.clone(), Arc::new(write_operations(&doc))),
+            idempotent_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limits::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            limits::timeout,
         ))
         .layer(axum::middleware::from_fn(middleware::problems_and_ids))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -145,12 +161,73 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The POST and PATCH operations, as (method, route template).
+type WriteOperations = std::collections::HashSet<(axum::http::Method, String)>;
+
+fn write_operations(doc: &utoipa::openapi::OpenApi) -> WriteOperations {
+    let mut ops = WriteOperations::new();
+    for (path, item) in &doc.paths.paths {
+        if item.post.is_some() {
+            ops.insert((axum::http::Method::POST, path.clone()));
+        }
+        if item.patch.is_some() {
+            ops.insert((axum::http::Method::PATCH, path.clone()));
+        }
+    }
+    ops
+}
+
+/// `Idempotency-Key` handling for the write operations that exist: a method
+/// a route does not have is 405 whatever its key, and never spends the key.
+async fn idempotent_writes(
+    State((state, writes)): State<(AppState, Arc<WriteOperations>)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let write = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|m| writes.contains(&(req.method().clone(), m.as_str().to_owned())));
+    if write {
+        idempotency::layer(State(state), req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
+/// The OpenAPI 3.1 document of this service
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOC.get_or_init(|| openapi::document().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.as_str(),
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
-/// The dashboard: a self-contained page (no external assets) that asks for a
+/// The dashboard
+///
+/// A self-contained page (no external assets) that asks for a
 /// token and reads pools, allocations and next quarter's demand from the API.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    tag = "operations",
+    responses((status = 200, description = "An HTML page; it asks for a token and reads the API", content_type = "text/html", body = String))
+)]
 async fn dashboard() -> Response {
     (
         [
@@ -165,10 +242,29 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
+/// Liveness: the process answers
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = schemas::Health))
+)]
 async fn healthz() -> Response {
     axum::Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
+/// Readiness: the database is reachable
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = schemas::Health),
+        (status = 503, description = "[`unavailable`](/docs#problem-unavailable): the database is not reachable", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
@@ -191,10 +287,38 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let dispatcher = tokio::spawn(dispatcher::run(state.clone()));
-    let served = axum::serve(listener, router(state))
+    serve_with(listener, state, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with explicit [`Limits`]; also runs the webhook dispatcher.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let dispatcher = state
+        .settings
+        .deliver_webhooks
+        .then(|| tokio::spawn(dispatcher::run(state.clone())));
+    let served = axum::serve(listener, router_with(state, limits))
         .with_graceful_shutdown(shutdown)
         .await;
-    dispatcher.abort();
+    if let Some(d) = dispatcher {
+        d.abort();
+    }
     served
+}
+
+/// The reference examples the OpenAPI document shows, as
+/// `(method, path, query, request body, answer)`; for the tests that replay them.
+#[doc(hidden)]
+pub fn examples_for_tests() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<serde_json::Value>,
+    serde_json::Value,
+)> {
+    examples::all()
 }

@@ -1,5 +1,6 @@
 //! Cross-cutting HTTP behaviour: `X-Request-Id` echoed or minted, one log
-//! line per request, and any error answer that is not yet problem+json (a 405
+//! line and one metrics sample per request (by route template, never the raw
+//! path; the token's id, never the token), and any error answer that is not yet problem+json (a 405
 //! from the router, a rejection from axum) rewritten into one.
 
 use crate::auth::TokenSlot;
@@ -40,13 +41,20 @@ pub async fn problems_and_ids(mut req: Request, next: Next) -> Response {
         res = rewrite(res.status());
     }
     let token = slot.0.get().cloned();
+    let elapsed = started.elapsed();
+    crate::metrics::record_request(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         target: "capacity::http",
         request_id = id.to_str().unwrap_or(""),
         method = %method,
         route = %route,
         status = res.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         token_id = token.as_deref().unwrap_or("-"),
         "request"
     );

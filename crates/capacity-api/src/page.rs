@@ -2,8 +2,6 @@
 //! taken from the previous page's `meta.cursor`.
 
 use crate::error::ApiError;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use capacity_store::{Page, PageRequest};
 use serde::Serialize;
 
@@ -27,6 +25,11 @@ pub fn page_request(limit: Option<&str>, cursor: Option<&str>) -> Result<PageReq
     Ok(PageRequest { limit, after })
 }
 
+/// The shape of a cursor, as the OpenAPI document states it. A cursor is
+/// `c` and the hex position to continue after: every string of this shape is
+/// a valid position (at worst an empty page), so the schema is exact.
+pub const CURSOR_PATTERN: &str = "^c[0-9a-f]{1,15}$";
+
 fn decode_cursor(c: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::validation(
@@ -34,24 +37,30 @@ fn decode_cursor(c: &str) -> Result<i64, ApiError> {
             "is not a cursor this API issued (take it from meta.cursor)",
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix("after:")
-        .and_then(|n| n.parse::<i64>().ok())
-        .ok_or_else(bad)
+    let hex = c.strip_prefix('c').ok_or_else(bad)?;
+    if hex.is_empty()
+        || hex.len() > 15
+        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad());
+    }
+    i64::from_str_radix(hex, 16).map_err(|_| bad())
 }
 
 fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("after:{seq}"))
+    format!("c{seq:x}")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Meta {
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(pattern = "^c[0-9a-f]{1,15}$")]
     pub cursor: Option<String>,
     pub has_more: bool,
 }
 
-#[derive(Serialize)]
+/// A page of a list.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListBody<T> {
     pub data: Vec<T>,
     pub meta: Meta,
@@ -68,7 +77,8 @@ pub fn list_body<T, U>(page: Page<T>, view: impl FnMut(T) -> U) -> ListBody<U> {
     }
 }
 
-#[derive(Serialize)]
+/// One object.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DataBody<T> {
     pub data: T,
 }

@@ -4,9 +4,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
 use crate::params::{opt_parse, path_id};
 use crate::pools::{not_found, parse_resource_type};
+use crate::schemas::{CostReport, DemandForecast, DemandRequestView};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,20 +24,45 @@ use capacity_store::{CommitmentInput, NewDemandRequest, RequestFilter, RequestUp
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// Exactly one of `quantity` and `quantity_per_week`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     workspace_id: WorkspaceId,
+    /// Needed only when the workspace has not been seen before.
     organization_id: Option<OrgId>,
     resource_type: ResourceType,
+    /// Per the workspace pool's period (the type's default period without a pool).
+    #[schema(value_type = Option<capacity_domain::openapi::QuantityInput>)]
     quantity: Option<Quantity>,
+    /// Per week; converted to the pool's period.
+    #[schema(value_type = Option<capacity_domain::openapi::PerWeekQuantity>)]
     quantity_per_week: Option<Quantity>,
+    #[schema(value_type = capacity_domain::openapi::InstantInput)]
     starts_at: Instant,
+    /// After `starts_at`.
+    #[schema(value_type = Option<capacity_domain::openapi::InstantInput>)]
     ends_at: Option<Instant>,
+    /// 1 to 2000 characters.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     note: Option<String>,
 }
 
+/// Record pending demand
+#[utoipa::path(
+    post,
+    path = "/v1/capacity/requests",
+    operation_id = "createDemandRequest",
+    tag = "planning",
+    request_body = CreateRequest,
+    responses((status = 201, description = "The new demand request", body = DataBody<DemandRequestView>,
+        headers(("Location" = String, description = "The request's URL"))))
+)]
 pub async fn create_request(
     State(s): State<AppState>,
     caller: Caller,
@@ -50,7 +77,7 @@ pub async fn create_request(
             ));
         }
         (Some(q), None) => CommitmentInput::PerPeriod(q),
-        (None, Some(q)) => CommitmentInput::PerWeek(q),
+        (None, Some(q)) => crate::allocations::per_week("quantity_per_week", q)?,
         (None, None) => {
             return Err(ApiError::validation(
                 "quantity",
@@ -84,13 +111,26 @@ pub async fn create_request(
     Ok(res)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
+    /// `fulfilled` or `cancelled` (from `pending`).
     status: RequestStatus,
+    /// The allocation that fulfilled it: an allocation of the request's
+    /// workspace (otherwise 422), and only with `fulfilled`.
     allocation_id: Option<AllocationId>,
 }
 
+/// Fulfil or cancel a demand request
+#[utoipa::path(
+    patch,
+    path = "/v1/capacity/requests/{id}",
+    operation_id = "updateDemandRequest",
+    tag = "planning",
+    params(("id" = String, Path, description = "The request's id", pattern = "^REQ-[0-9]{2}-[0-9]{6,15}$")),
+    request_body = UpdateRequest,
+    responses((status = 200, description = "The request after the change", body = DataBody<DemandRequestView>))
+)]
 pub async fn update_request(
     State(s): State<AppState>,
     caller: Caller,
@@ -119,16 +159,32 @@ pub async fn update_request(
     Ok(axum::Json(DataBody { data: &r }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListRequests {
+    #[param(value_type = Option<WorkspaceId>)]
     workspace_id: Option<String>,
+    #[param(value_type = Option<ResourceType>)]
     resource_type: Option<String>,
+    #[param(value_type = Option<RequestStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
     cursor: Option<String>,
 }
 
+/// List demand requests
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/requests",
+    operation_id = "listDemandRequests",
+    tag = "planning",
+    params(ListRequests),
+    responses((status = 200, description = "Demand requests the token sees", body = ListBody<DemandRequestView>))
+)]
 pub async fn list_requests(
     State(s): State<AppState>,
     caller: Caller,
@@ -166,14 +222,32 @@ fn required<T>(field: &str, v: Option<T>) -> Result<T, ApiError> {
     v.ok_or_else(|| ApiError::validation(field, "is required"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DemandQuery {
+    #[param(required = true, value_type = WorkspaceId)]
     workspace_id: Option<String>,
+    #[param(required = true, value_type = ResourceType)]
     resource_type: Option<String>,
+    /// A quarter (`2026-Q3`), a month (`2026-07`) or an ISO week (`2026-W27`;
+    /// week 53 is accepted too, in the years that have one).
+    #[param(required = true, value_type = String, pattern = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-(Q[1-4]|W(0[1-9]|[1-4][0-9]|5[0-2])|0[1-9]|1[0-2])$", example = "2026-Q3")]
     period: Option<String>,
 }
 
+/// Demand forecast
+///
+/// Supply against commitments and pending demand over a quarter, month or
+/// ISO week, with a plain-sentence recommendation.
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/demand",
+    operation_id = "demandForecast",
+    tag = "planning",
+    params(DemandQuery),
+    responses((status = 200, description = "The forecast", body = DataBody<DemandForecast>))
+)]
 pub async fn demand(
     State(s): State<AppState>,
     caller: Caller,
@@ -245,10 +319,14 @@ pub async fn demand(
     Ok(axum::Json(body).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CostQuery {
+    #[param(required = true, value_type = WorkspaceId)]
     workspace_id: Option<String>,
+    /// A billing month, e.g. `2026-05`.
+    #[param(required = true, value_type = String, pattern = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-(0[1-9]|1[0-2])$", example = "2026-05")]
     period: Option<String>,
 }
 
@@ -256,6 +334,18 @@ fn money(cents: i128, currency: &str) -> serde_json::Value {
     json!({ "amount": format_cents(cents), "currency": currency })
 }
 
+/// Cost report
+///
+/// Committed cost, delivered cost to date and projected cost at period close,
+/// per allocation, from each pool's `unit_price`.
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/costs",
+    operation_id = "costReport",
+    tag = "planning",
+    params(CostQuery),
+    responses((status = 200, description = "The cost report", body = DataBody<CostReport>))
+)]
 pub async fn costs(
     State(s): State<AppState>,
     caller: Caller,

@@ -4,26 +4,47 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
 use crate::params::{opt_parse, path_id};
+use crate::schemas::{AdjustmentResult, PoolView};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use capacity_domain::model::Adjustment;
 use capacity_domain::model::{SupplySource, UnitPrice};
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, Quantity, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, PoolFilter};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<WorkspaceId>)]
     workspace_id: Option<String>,
+    /// Platform tokens only.
+    #[param(value_type = Option<OrgId>)]
     organization_id: Option<String>,
+    #[param(value_type = Option<ResourceType>)]
     resource_type: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
     cursor: Option<String>,
 }
 
+/// List capacity pools
+#[utoipa::path(
+    get,
+    path = "/v1/capacity",
+    operation_id = "listPools",
+    tag = "pools",
+    params(ListQuery),
+    responses((status = 200, description = "The pools the token sees", body = ListBody<PoolView>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -52,6 +73,15 @@ pub fn parse_resource_type(s: &str) -> Result<ResourceType, &'static str> {
     )
 }
 
+/// Get a capacity pool
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/{id}",
+    operation_id = "getPool",
+    tag = "pools",
+    params(("id" = PoolId, Path, description = "The pool's id")),
+    responses((status = 200, description = "The pool", body = DataBody<PoolView>))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
@@ -74,18 +104,33 @@ pub fn not_found(e: capacity_store::StoreError, what: &str) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePool {
     workspace_id: WorkspaceId,
     organization_id: OrgId,
     resource_type: ResourceType,
+    /// Opening supply, per `period`.
+    #[schema(value_type = capacity_domain::openapi::QuantityInput)]
     total: Quantity,
+    /// Defaults to the resource type's period.
     period: Option<Period>,
+    /// Greater than 0, at most 100; default 1.
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 100, multiple_of = 0.001)]
     overcommit_ratio: Option<Quantity>,
     unit_price: Option<UnitPrice>,
 }
 
+/// Create a capacity pool (platform)
+#[utoipa::path(
+    post,
+    path = "/v1/capacity",
+    operation_id = "createPool",
+    tag = "pools",
+    request_body = CreatePool,
+    responses((status = 201, description = "The new pool", body = DataBody<PoolView>,
+        headers(("Location" = String, description = "The pool's URL"))))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -124,15 +169,82 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
+    /// The change of supply, ± (not zero). The pool's supply must stay within
+    /// [0, 10^12] at every instant (otherwise 422).
+    #[schema(value_type = NonZeroDelta)]
     delta: Delta,
+    /// 1 to 1000 characters.
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     reason: String,
+    /// Any source but `initial` (written by pool creation).
+    #[schema(value_type = AdjustmentSource)]
     source: SupplySource,
+    /// When the change takes effect: now (default) or later, never in the past.
+    #[schema(value_type = Option<capacity_domain::openapi::InstantInput>)]
     effective_at: Option<Instant>,
 }
 
+/// A [`Delta`] other than zero.
+pub struct NonZeroDelta;
+
+impl utoipa::PartialSchema for NonZeroDelta {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        // Two ranges rather than `not: {const: 0}`, which generators handle poorly.
+        capacity_domain::openapi::schema_from_json(serde_json::json!({
+            "description": "An exact signed decimal with at most 3 fractional digits, not zero, magnitude at most 10^12.",
+            "oneOf": [
+                { "type": "number", "minimum": 0.001, "maximum": 1_000_000_000_000i64, "multipleOf": 0.001 },
+                { "type": "number", "minimum": -1_000_000_000_000i64, "maximum": -0.001, "multipleOf": 0.001 },
+            ],
+            "examples": [40]
+        }))
+    }
+}
+impl ToSchema for NonZeroDelta {}
+
+/// Where a supply adjustment comes from: [`SupplySource`] less `initial`.
+pub struct AdjustmentSource;
+
+impl utoipa::PartialSchema for AdjustmentSource {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let sources: Vec<&str> = [
+            SupplySource::TalentOnboarded,
+            SupplySource::TalentOffboarded,
+            SupplySource::InfrastructureProvisioned,
+            SupplySource::InfrastructureDecommissioned,
+            SupplySource::CreditsPurchased,
+            SupplySource::CreditsExpired,
+            SupplySource::Correction,
+        ]
+        .map(SupplySource::as_str)
+        .into();
+        capacity_domain::openapi::schema_from_json(
+            serde_json::json!({ "type": "string", "enum": sources }),
+        )
+    }
+}
+impl ToSchema for AdjustmentSource {}
+
+/// Adjust a pool's supply (platform)
+///
+/// Supply changes are facts and are accepted even when they leave the pool
+/// over-committed (that emits `capacity.pool_overcommitted`); supply itself
+/// may not go below zero.
+#[utoipa::path(
+    post,
+    path = "/v1/capacity/{id}/adjustments",
+    operation_id = "adjustSupply",
+    tag = "pools",
+    params(("id" = PoolId, Path, description = "The pool's id")),
+    request_body = CreateAdjustment,
+    responses((status = 201, description = "The ledger entry and the pool after it", body = DataBody<AdjustmentResult>))
+)]
 pub async fn adjust(
     State(s): State<AppState>,
     caller: Caller,
@@ -166,13 +278,26 @@ pub async fn adjust(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
     pub cursor: Option<String>,
 }
 
+/// List a pool's supply ledger
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/{id}/adjustments",
+    operation_id = "listAdjustments",
+    tag = "pools",
+    params(("id" = PoolId, Path, description = "The pool's id"), PageQuery),
+    responses((status = 200, description = "Ledger entries, oldest first", body = ListBody<Adjustment>))
+)]
 pub async fn list_adjustments(
     State(s): State<AppState>,
     caller: Caller,

@@ -7,19 +7,24 @@ use crate::extract::Json;
 use crate::page::DataBody;
 use crate::params::path_id;
 use crate::pools::not_found;
+use crate::schemas::ServiceLineView;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use capacity_domain::model::{ServiceLine, ServiceLineStatus};
 use capacity_domain::{OrgId, ServiceLineId, WorkspaceId};
 use capacity_store::ServiceLinePut;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutServiceLine {
     workspace_id: WorkspaceId,
+    /// Needed only when the workspace has not been seen before.
     organization_id: Option<OrgId>,
     status: ServiceLineStatus,
+    /// When closing: close the line's open allocations too (otherwise they
+    /// are orphaned).
     #[serde(default)]
     close_allocations: bool,
 }
@@ -51,6 +56,16 @@ async fn answer(s: &AppState, caller: &Caller, id: &ServiceLineId) -> ApiResult<
     .into_response())
 }
 
+/// Signal a service line's status (platform)
+#[utoipa::path(
+    put,
+    path = "/v1/service-lines/{id}",
+    operation_id = "putServiceLine",
+    tag = "service-lines",
+    params(("id" = ServiceLineId, Path, description = "The service line's id")),
+    request_body = PutServiceLine,
+    responses((status = 200, description = "The service line and its allocations", body = DataBody<ServiceLineView>))
+)]
 pub async fn put(
     State(s): State<AppState>,
     caller: Caller,
@@ -71,6 +86,15 @@ pub async fn put(
     answer(&s, &caller, &id).await
 }
 
+/// Get a service line
+#[utoipa::path(
+    get,
+    path = "/v1/service-lines/{id}",
+    operation_id = "getServiceLine",
+    tag = "service-lines",
+    params(("id" = ServiceLineId, Path, description = "The service line's id")),
+    responses((status = 200, description = "The service line and its allocations", body = DataBody<ServiceLineView>))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,

@@ -5,29 +5,87 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::page::DataBody;
+use crate::schemas::UsageBatchResult;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use capacity_domain::{AllocationId, Instant, Quantity};
 use capacity_store::{UsageOutcome, UsageRecord};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Deserialize)]
+/// A batch of 1 to 1000 usage records. Records are judged one by one: a
+/// record of the wrong shape is answered `rejected` in the results, and never
+/// costs the others, so any JSON value is accepted as an item.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<RecordItem>)]
     records: Vec<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+/// A usage record ([`Record`]); other values are rejected per record.
+pub struct RecordItem;
+
+impl utoipa::PartialSchema for RecordItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaType};
+        use utoipa::openapi::{Ref, RefOr};
+        let any = ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .description(Some(
+                "Any other value: answered `rejected` (`invalid_record`) in the results.",
+            ));
+        RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(Ref::from_schema_name("UsageRecord"))
+                .item(any)
+                .build(),
+        ))
+    }
+}
+impl utoipa::ToSchema for RecordItem {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("UsageRecord".into(), Record::schema()));
+        <Record as ToSchema>::schemas(schemas);
+    }
+}
+
+/// One metered usage record.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UsageRecord)]
 struct Record {
+    /// The caller's id, for de-duplication (1 to 200 characters): the same
+    /// id sent again counts once.
+    #[schema(min_length = 1, max_length = 200)]
     id: String,
     allocation_id: AllocationId,
+    /// In the pool's unit.
+    #[schema(value_type = capacity_domain::openapi::QuantityInput)]
     quantity: Quantity,
+    /// Not in the future, not older than 400 days.
+    #[schema(value_type = capacity_domain::openapi::InstantInput)]
     occurred_at: Instant,
 }
 
+/// Meter usage (platform)
+#[utoipa::path(
+    post,
+    path = "/v1/capacity/usage",
+    operation_id = "recordUsage",
+    tag = "usage",
+    request_body = Batch,
+    responses((status = 200, description = "What became of each record", body = DataBody<UsageBatchResult>))
+)]
 pub async fn ingest(
     State(s): State<AppState>,
     caller: Caller,

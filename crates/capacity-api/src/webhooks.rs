@@ -5,23 +5,55 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EVENT_TYPES;
 use crate::extract::{Json, Query};
+use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
 use crate::pools::{PageQuery, not_found};
+use crate::schemas::{DeliveryView, WebhookEndpointCreated, WebhookEndpointView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use capacity_domain::webhook::{is_private, secret_from_bytes};
 use capacity_store::{NewWebhookEndpoint, Principal};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
+    /// An absolute http(s) URL without credentials, at most 2048
+    /// characters. Unless the server allows it, its host must not resolve
+    /// to a private, loopback or link-local address (SSRF).
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[a-z]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$",
+        example = "https://hooks.example.com/capacity"
+    )]
     url: String,
+    /// Event types to deliver (`*` or none = all).
     #[serde(default)]
+    #[schema(value_type = Vec<WebhookEventType>)]
     event_types: Vec<String>,
+    /// 1 to 500 characters.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     description: Option<String>,
 }
+
+/// An event type, or `*` for all.
+pub struct WebhookEventType;
+
+impl utoipa::PartialSchema for WebhookEventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut types: Vec<&str> = EVENT_TYPES.to_vec();
+        types.push("*");
+        capacity_domain::openapi::schema_from_json(
+            serde_json::json!({ "type": "string", "enum": types }),
+        )
+    }
+}
+impl ToSchema for WebhookEventType {}
 
 /// Webhook endpoints receive a whole organization's events, so a token
 /// narrowed to some workspaces may not manage them.
@@ -65,6 +97,18 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, Strin
     Ok(url)
 }
 
+/// Create a webhook endpoint
+///
+/// The answer shows the signing secret, once. Deliveries are signed per
+/// Standard Webhooks and retried with growing back-off for up to 3 days.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints",
+    operation_id = "createWebhookEndpoint",
+    tag = "events",
+    request_body = CreateEndpoint,
+    responses((status = 201, description = "The endpoint and its secret", body = DataBody<WebhookEndpointCreated>))
+)]
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -110,6 +154,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(DataBody { data })).into_response())
 }
 
+/// List webhook endpoints
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints",
+    operation_id = "listWebhookEndpoints",
+    tag = "events",
+    params(PageQuery),
+    responses((status = 200, description = "The endpoints the token manages", body = ListBody<WebhookEndpointView>))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -121,6 +174,15 @@ pub async fn list(
     Ok(axum::Json(list_body(endpoints, |e| e)).into_response())
 }
 
+/// Get a webhook endpoint
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints/{id}",
+    operation_id = "getWebhookEndpoint",
+    tag = "events",
+    params(("id" = String, Path, description = "The endpoint's id", pattern = "^WHE-[0-9]{2}-[0-9]{6,15}$")),
+    responses((status = 200, description = "The endpoint (without its secret)", body = DataBody<WebhookEndpointView>))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
@@ -135,6 +197,15 @@ pub async fn get(
     Ok(axum::Json(DataBody { data: e }).into_response())
 }
 
+/// Delete a webhook endpoint
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook-endpoints/{id}",
+    operation_id = "deleteWebhookEndpoint",
+    tag = "events",
+    params(("id" = String, Path, description = "The endpoint's id", pattern = "^WHE-[0-9]{2}-[0-9]{6,15}$")),
+    responses((status = 204, description = "Deleted; nothing more is delivered to it"))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     caller: Caller,
@@ -148,6 +219,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// List an endpoint's deliveries
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints/{id}/deliveries",
+    operation_id = "listDeliveries",
+    tag = "events",
+    params(("id" = String, Path, description = "The endpoint's id", pattern = "^WHE-[0-9]{2}-[0-9]{6,15}$"), PageQuery),
+    responses((status = 200, description = "Attempts, status codes and next retry, per event", body = ListBody<DeliveryView>))
+)]
 pub async fn deliveries(
     State(s): State<AppState>,
     caller: Caller,

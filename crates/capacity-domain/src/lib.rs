@@ -15,6 +15,8 @@ pub mod cost;
 pub mod forecast;
 pub mod ids;
 pub mod model;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod quantity;
 pub mod resource;
 pub mod time;

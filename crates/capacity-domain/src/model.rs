@@ -13,8 +13,14 @@ use serde::{Deserialize, Serialize, Serializer};
 /// A price per unit of a pool's resource: an exact decimal and an ISO 4217 code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitPrice {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[0-9]{1,13}(\.[0-9]{1,6})?$", example = "85.00")
+    )]
     pub amount: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$", example = "USD"))]
     pub currency: String,
 }
 
@@ -121,6 +127,7 @@ impl Serialize for Pool {
 /// supply, written by pool creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SupplySource {
     Initial,
     TalentOnboarded,
@@ -152,6 +159,7 @@ impl SupplySource {
 
 /// One entry of a pool's supply ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Adjustment {
     pub id: String,
     pub capacity_pool_id: PoolId,
@@ -165,6 +173,7 @@ pub struct Adjustment {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AllocationStatus {
     Active,
     Paused,
@@ -192,13 +201,31 @@ impl AllocationStatus {
 /// Something committed to a service line: a person, an agent, a machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resource {
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z_]{1,64}$", example = "talent")
+    )]
     pub kind: String,
+    /// For `talent`, a talent id `SCR-NNNNNN`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^\x00-\x1F\x7F-\x9F]{1,128}$", example = "SCR-128491")
+    )]
     pub id: String,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]{1,128}$",
+            example = "senior_backend_engineer"
+        )
+    )]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::QuantityInput>))]
     pub committed_hours_per_week: Option<Quantity>,
 }
 
@@ -214,11 +241,14 @@ impl Resource {
         if self.kind == "talent" && !crate::ids::is_talent_id(&self.id) {
             return Err(("id", "must be a talent id of shape SCR-NNNNNN"));
         }
-        if self.id.is_empty() || self.id.len() > 128 || self.id.chars().any(char::is_control) {
+        // Lengths in characters, as the messages (and the API schema) say.
+        let printable =
+            |s: &str| !s.is_empty() && s.chars().count() <= 128 && !s.chars().any(char::is_control);
+        if !printable(&self.id) {
             return Err(("id", "must be 1 to 128 printable characters"));
         }
         if let Some(r) = &self.role
-            && (r.is_empty() || r.len() > 128 || r.chars().any(char::is_control))
+            && !printable(r)
         {
             return Err(("role", "must be 1 to 128 printable characters"));
         }
@@ -361,6 +391,7 @@ pub struct AllocationView<'a> {
 
 /// An event, written in the same transaction as the change it announces.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
@@ -556,6 +587,7 @@ pub fn below_actual(committed: Quantity, period: crate::Period, actual_week: Qua
 
 /// A service line: a unit of delivery sold to a customer, owned by the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceLine {
     pub id: ServiceLineId,
     pub workspace_id: WorkspaceId,
@@ -567,6 +599,7 @@ pub struct ServiceLine {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ServiceLineStatus {
     Active,
     Closed,
@@ -590,6 +623,7 @@ impl ServiceLineStatus {
 
 /// One entry of an allocation's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub allocation_id: AllocationId,
     pub action: String,
@@ -709,6 +743,7 @@ mod patch_tests {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RequestStatus {
     Pending,
     Fulfilled,
@@ -806,6 +841,7 @@ impl DemandRequest {
 
 /// One week of an allocation's utilisation series.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UtilisationWeek {
     pub week_start: Instant,
     pub committed: Quantity,

@@ -164,10 +164,11 @@ pub fn serialize_thousandths<S: Serializer>(t: i64, s: S) -> Result<S::Ok, S::Er
     n.serialize(s)
 }
 
+/// Quantities are JSON numbers only: a string such as `"5"` is refused, so
+/// the API's schema (`type: number`) says exactly what is accepted.
 fn deserialize_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        serde_json::Value::String(s) => Ok(s),
         _ => Err(serde::de::Error::custom(QuantityError::Malformed)),
     }
 }

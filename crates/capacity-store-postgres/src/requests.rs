@@ -137,7 +137,9 @@ pub async fn create(
     let period = pool
         .as_ref()
         .map_or(new.resource_type.default_period(), |p| p.1.period);
-    let quantity = new.quantity.per_period(period);
+    let quantity = new
+        .quantity
+        .checked_per_period(period, "quantity_per_week")?;
     let (seq, id) = mint_id(db, MintedPrefix::Request, now).await?;
     db.execute(
         "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \

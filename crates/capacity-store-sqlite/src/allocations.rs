@@ -276,7 +276,9 @@ pub fn create(
             return Err(StoreError::invalid("ends_at", "must be after starts_at"));
         }
     }
-    let committed = new.committed.per_period(pool.period);
+    let committed = new
+        .committed
+        .checked_per_period(pool.period, "committed_per_week")?;
     ensure_service_line(
         conn,
         &new.service_line_id,
@@ -459,7 +461,10 @@ pub fn patch(
 
     // Terms: scheduled for the next billing period unless immediate.
     let change = TermsChange {
-        committed: patch.committed.map(|c| c.per_period(old.period)),
+        committed: patch
+            .committed
+            .map(|c| c.checked_per_period(old.period, "committed_per_week"))
+            .transpose()?,
         resources: patch.resources.clone(),
     };
     let terms_at = if patch.effective_immediately {

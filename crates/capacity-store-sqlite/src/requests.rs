@@ -160,7 +160,9 @@ pub fn create(
     let period = pool
         .as_ref()
         .map_or(new.resource_type.default_period(), |p| p.1.period);
-    let quantity = new.quantity.per_period(period);
+    let quantity = new
+        .quantity
+        .checked_per_period(period, "quantity_per_week")?;
     let (seq, id) = mint_id(conn, MintedPrefix::Request, now)?;
     conn.prepare_cached(
         "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \

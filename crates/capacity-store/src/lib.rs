@@ -167,6 +167,26 @@ impl CommitmentInput {
             CommitmentInput::PerWeek(q) => period.from_per_week(q),
         }
     }
+    /// [`Self::per_period`], refusing a per-week figure that converts to
+    /// more than the largest quantity (10^12 units): a month is 52/12 weeks.
+    pub fn checked_per_period(self, period: Period, field: &'static str) -> Result<Quantity> {
+        let q = self.per_period(period);
+        if q.thousandths() > capacity_domain::quantity::MAX_UNITS * 1000 {
+            return Err(StoreError::invalid(
+                field,
+                format!(
+                    "is more than 1000000000000 per {} once converted",
+                    match period {
+                        Period::Hourly => "hour",
+                        Period::Daily => "day",
+                        Period::Weekly => "week",
+                        Period::Monthly => "month",
+                    }
+                ),
+            ));
+        }
+        Ok(q)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,10 +1,12 @@
 //! `capacity`: the server and its command line (SPEC §8).
 //!
 //! Every flag is also an environment variable (`CAPACITY_LISTEN`,
-//! `CAPACITY_DATABASE_URL`, …); `CAPACITY_NOW` pins the clock.
+//! `CAPACITY_DATABASE_URL`, …) and a key of the optional TOML file
+//! ([`config`]); `CAPACITY_NOW` pins the clock.
 #![forbid(unsafe_code)]
 
 mod client;
+mod config;
 mod store;
 
 use capacity_api::auth::{generate_secret, hash_secret};
@@ -23,14 +25,13 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log format: `pretty` for people, `json` for machines.
-    #[arg(
-        long,
-        global = true,
-        env = "CAPACITY_LOG_FORMAT",
-        default_value = "pretty"
-    )]
-    log_format: LogFormat,
+    /// A TOML configuration file (see the README); flags and environment
+    /// variables win over it.
+    #[arg(long = "config", global = true, env = "CAPACITY_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Log format: `pretty` for people, `json` for machines [default: pretty].
+    #[arg(long, global = true, env = "CAPACITY_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -41,29 +42,55 @@ enum LogFormat {
 
 #[derive(Args, Clone)]
 struct Db {
-    /// `sqlite://path` (default) or `postgres://…`.
-    #[arg(
-        long,
-        env = "CAPACITY_DATABASE_URL",
-        default_value = "sqlite://capacity.db"
-    )]
-    database_url: String,
+    /// `sqlite://path` or `postgres://…` [default: sqlite://capacity.db].
+    /// Its value is never shown in help or logs (it may hold a password).
+    #[arg(long, env = "CAPACITY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl Db {
+    fn url(&self, file: &config::FileConfig) -> String {
+        config::pick(
+            self.database_url.clone(),
+            file.database_url.clone(),
+            config::DEFAULT_DATABASE_URL.to_owned(),
+        )
+    }
+}
+
+/// A boolean flag that is also an environment variable and a file key:
+/// `--flag`, `--flag=false`, `CAPACITY_FLAG=1`.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
     Serve {
-        #[arg(long, env = "CAPACITY_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "CAPACITY_LISTEN")]
+        listen: Option<String>,
         #[command(flatten)]
         db: Db,
         /// Load the seed dataset into an empty database and print a platform token.
-        #[arg(long, env = "CAPACITY_DEMO")]
-        demo: bool,
+        #[arg(long, env = "CAPACITY_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
+        demo: Option<bool>,
         /// Let webhook URLs point at private or loopback addresses (off: SSRF protection).
-        #[arg(long, env = "CAPACITY_ALLOW_PRIVATE_WEBHOOKS")]
-        allow_private_webhooks: bool,
+        #[arg(long, env = "CAPACITY_ALLOW_PRIVATE_WEBHOOKS", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
+        allow_private_webhooks: Option<bool>,
+        /// Deliver webhooks [default: true]; `false` records deliveries but sends nothing.
+        #[arg(long, env = "CAPACITY_WEBHOOK_DELIVERY", num_args = 0..=1, default_missing_value = "true", value_parser = boolish())]
+        webhook_delivery: Option<bool>,
+        /// Sustained requests per second allowed per token; 0 = no limit [default: 0].
+        #[arg(long, env = "CAPACITY_RATE_LIMIT_PER_SECOND")]
+        rate_limit_per_second: Option<u32>,
+        /// Requests a token may send at once above that rate [default: 100].
+        #[arg(long, env = "CAPACITY_RATE_LIMIT_BURST")]
+        rate_limit_burst: Option<u32>,
+        /// Seconds before a request is answered 503 `timeout` [default: 30].
+        #[arg(long, env = "CAPACITY_REQUEST_TIMEOUT_SECONDS")]
+        request_timeout_seconds: Option<u64>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -152,6 +179,8 @@ fn clock() -> Result<Clock, String> {
     }
 }
 
+/// Logs go to standard error: one structured line per request (see
+/// `capacity-api`'s middleware), filtered by `RUST_LOG` (default `info`).
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -167,8 +196,27 @@ fn init_logs(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
-    match run(cli.command).await {
+    let file = match config::FileConfig::load(cli.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file_format = match file.log_format.as_deref().map(|f| {
+        <LogFormat as clap::ValueEnum>::from_str(f, true).map_err(|_| {
+            format!("log_format in the configuration file must be pretty or json, not {f:?}")
+        })
+    }) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
+    init_logs(config::pick(cli.log_format, file_format, LogFormat::Pretty));
+    match run(cli.command, file).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -177,7 +225,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), String> {
+async fn run(command: Command, file: config::FileConfig) -> Result<(), String> {
     let clock = clock()?;
     match command {
         Command::Pools { command, conn } => {
@@ -210,8 +258,42 @@ async fn run(command: Command) -> Result<(), String> {
             db,
             demo,
             allow_private_webhooks,
+            webhook_delivery,
+            rate_limit_per_second,
+            rate_limit_burst,
+            request_timeout_seconds,
         } => {
-            let store = store::open(&db.database_url).await?;
+            let listen = config::pick(
+                listen,
+                file.listen.clone(),
+                config::DEFAULT_LISTEN.to_owned(),
+            );
+            let demo = config::pick(demo, file.demo, false);
+            let allow_private_webhooks =
+                config::pick(allow_private_webhooks, file.allow_private_webhooks, false);
+            let deliver_webhooks = config::pick(webhook_delivery, file.webhook_delivery, true);
+            let limits = capacity_api::Limits {
+                rate_limit_per_second: std::num::NonZeroU32::new(config::pick(
+                    rate_limit_per_second,
+                    file.rate_limit_per_second,
+                    0,
+                )),
+                rate_limit_burst: std::num::NonZeroU32::new(config::pick(
+                    rate_limit_burst,
+                    file.rate_limit_burst,
+                    config::DEFAULT_RATE_LIMIT_BURST,
+                ))
+                .ok_or("rate_limit_burst must be at least 1")?,
+                request_timeout: std::time::Duration::from_secs(config::pick(
+                    request_timeout_seconds,
+                    file.request_timeout_seconds,
+                    config::DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                )),
+            };
+            if limits.request_timeout.is_zero() {
+                return Err("request_timeout_seconds must be at least 1".into());
+            }
+            let store = store::open(&db.url(&file)).await?;
             if demo {
                 if capacity_api::demo::load(store.as_ref(), clock.now())
                     .await
@@ -237,23 +319,30 @@ async fn run(command: Command) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            tracing::info!(%listen, "serving");
+            tracing::info!(
+                %listen,
+                rate_limit_per_second = limits.rate_limit_per_second.map_or(0, |r| r.get()),
+                request_timeout_s = limits.request_timeout.as_secs(),
+                deliver_webhooks,
+                "serving"
+            );
             let mut state = AppState::new(store, clock);
             state.settings = std::sync::Arc::new(capacity_api::Settings {
                 allow_private_webhooks,
+                deliver_webhooks,
                 ..capacity_api::Settings::default()
             });
-            capacity_api::serve(listener, state, shutdown_signal())
+            capacity_api::serve_with(listener, state, limits, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }
         Command::Migrate { db } => {
-            store::open(&db.database_url).await?;
+            store::open(&db.url(&file)).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Demo { db } => {
-            let store = store::open(&db.database_url).await?;
+            let store = store::open(&db.url(&file)).await?;
             if capacity_api::demo::load(store.as_ref(), clock.now())
                 .await
                 .map_err(|e| e.to_string())?
@@ -265,7 +354,7 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Tokens { command, db } => {
-            let store = store::open(&db.database_url).await?;
+            let store = store::open(&db.url(&file)).await?;
             match command {
                 TokensCommand::Create {
                     platform,

@@ -103,15 +103,20 @@ async fn mint(
 
 /// A fresh app with the seed dataset loaded.
 pub async fn spawn_app() -> TestApp {
-    spawn(true).await
+    spawn(true, capacity_api::Limits::default()).await
 }
 
 /// A fresh app on an empty database.
 pub async fn spawn_empty_app() -> TestApp {
-    spawn(false).await
+    spawn(false, capacity_api::Limits::default()).await
 }
 
-async fn spawn(seed: bool) -> TestApp {
+/// A fresh app with the seed dataset and these operational limits.
+pub async fn spawn_app_with_limits(limits: capacity_api::Limits) -> TestApp {
+    spawn(true, limits).await
+}
+
+async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     capacity_api::dispatcher::install_crypto_provider();
     let (store, backing) = fresh_store().await;
     let clock = Clock::pinned(at(NOW));
@@ -154,7 +159,12 @@ async fn spawn(seed: bool) -> TestApp {
         dispatch_interval: std::time::Duration::from_millis(20),
         ..capacity_api::Settings::default()
     });
-    tokio::spawn(capacity_api::serve(listener, state, std::future::pending()));
+    tokio::spawn(capacity_api::serve_with(
+        listener,
+        state,
+        limits,
+        std::future::pending(),
+    ));
     TestApp {
         base,
         client: reqwest::Client::new(),

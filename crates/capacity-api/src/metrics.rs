@@ -1,0 +1,149 @@
+//! `GET /metrics` in the Prometheus text format.
+//!
+//! The `metrics` facade records; a process-wide Prometheus recorder
+//! (installed once, on first use) renders. Label sets are bounded: route
+//! templates (axum's `MatchedPath`, never a raw path), methods, status codes,
+//! problem codes, and one series per pool for the pool gauges — nothing per
+//! request.
+//!
+//! - `http_requests_total{method,route,status}` and
+//!   `http_request_duration_seconds{method,route,status}` (histogram)
+//! - `capacity_problems_total{code,status}`: every problem+json answer
+//! - `capacity_allocation_refusals_total{code="insufficient_capacity"}`: the
+//!   no-overcommit invariant refusing a change
+//! - `capacity_pool_total|allocated|available{pool_id,workspace_id,resource_type,unit}`:
+//!   read from the store at each scrape (so they are right in every process
+//!   behind a load balancer, whichever took the writes)
+//! - `capacity_rate_limited_total`
+//!
+//! The database pool's in-use/idle figures are not exported: the storage
+//! contract does not expose them (see docs/operations.md).
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use capacity_store::{Access, PageRequest, PoolFilter, Principal, Tenant};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Pools read per scrape at most: gauges beyond stay unreported rather than
+/// let a scrape grow without bound.
+const MAX_POOLS: usize = 10_000;
+
+/// The process-wide recorder's handle, installing it on first use. If some
+/// other recorder was installed first (an embedding program's), ours still
+/// renders, but only what is recorded through it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), &BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows only ours");
+        }
+        handle
+    })
+}
+
+/// Records one answered request (called by the request middleware).
+pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    handle();
+    // Custom methods would be an unbounded label set.
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "other",
+    };
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!(REQUEST_DURATION, &labels).record(seconds);
+}
+
+/// Records a problem answer by its (static, bounded) code.
+pub fn record_problem(code: &'static str, status: u16) {
+    handle();
+    metrics::counter!("capacity_problems_total", "code" => code, "status" => status.to_string())
+        .increment(1);
+    if code == "insufficient_capacity" {
+        metrics::counter!("capacity_allocation_refusals_total", "code" => code).increment(1);
+    }
+}
+
+/// Sets the per-pool gauges from the store.
+async fn refresh_pool_gauges(s: &AppState) {
+    let platform = Principal {
+        token_id: "metrics".to_owned(),
+        tenant: Tenant::Platform,
+        access: Access::Read,
+    };
+    let now = s.clock.now();
+    let mut after = None;
+    let mut seen = 0;
+    loop {
+        let page = PageRequest { limit: 100, after };
+        let pools = match s
+            .store
+            .list_pools(&platform, PoolFilter::default(), page, now)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: could not read pools");
+                return;
+            }
+        };
+        for p in &pools.items {
+            let labels = [
+                ("pool_id", p.id.to_string()),
+                ("workspace_id", p.workspace_id.to_string()),
+                ("resource_type", p.resource_type.as_str().to_owned()),
+                (
+                    "unit",
+                    capacity_store::unit_name(p.resource_type).to_owned(),
+                ),
+            ];
+            let units = |t: i64| t as f64 / 1000.0;
+            metrics::gauge!("capacity_pool_total", &labels).set(units(p.total));
+            metrics::gauge!("capacity_pool_allocated", &labels).set(units(p.allocated));
+            metrics::gauge!("capacity_pool_available", &labels).set(units(p.available()));
+        }
+        seen += pools.items.len();
+        match pools.next {
+            Some(n) if seen < MAX_POOLS => after = Some(n),
+            _ => break,
+        }
+    }
+}
+
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+)]
+pub async fn scrape(State(s): State<AppState>) -> Response {
+    let handle = handle();
+    refresh_pool_gauges(&s).await;
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}

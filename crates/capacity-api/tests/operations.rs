@@ -1,0 +1,169 @@
+//! The operations surface: /metrics, the per-token rate limit and the
+//! request timeout.
+
+mod common;
+
+use common::{assert_problem, spawn_app, spawn_app_with_limits};
+use serde_json::json;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+async fn scrape(app: &common::TestApp) -> prometheus_parse::Scrape {
+    let res = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples
+        .iter()
+        .find(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = spawn_app().await;
+    let a = app
+        .get(
+            "/v1/capacity?workspace_id=WS-26-000021",
+            &app.tokens.platform,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let b = app
+        .get(
+            "/v1/capacity/allocations/ALLOC-26-000441",
+            &app.tokens.platform,
+        )
+        .await;
+    assert_eq!(b.status, 200);
+    let s = scrape(&app).await;
+    let labels = [
+        ("method", "GET"),
+        ("route", "/v1/capacity"),
+        ("status", "200"),
+    ];
+    assert!(value(&s, "http_requests_total", &labels).unwrap() >= 1.0);
+    // The latency histogram has buckets for the same labels.
+    assert!(s.samples.iter().any(|x| {
+        x.metric == "http_request_duration_seconds"
+            && x.labels.get("route") == Some("/v1/capacity")
+            && matches!(x.value, prometheus_parse::Value::Histogram(_))
+    }));
+    // Routes with a parameter are labelled by their template, never the id.
+    // (prometheus-parse cannot read a `}` inside a label value, which the
+    // format allows, so these lines are checked as text.)
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.lines().any(|l| l.starts_with(
+        "http_requests_total{method=\"GET\",route=\"/v1/capacity/allocations/{id}\",status=\"200\"}"
+    )));
+    assert!(!text.contains("ALLOC-26-000441"));
+}
+
+#[tokio::test]
+async fn metrics_show_pool_gauges_read_from_the_store() {
+    let app = spawn_app().await;
+    let s = scrape(&app).await;
+    let pool = [
+        ("pool_id", "CAP-26-000112"),
+        ("resource_type", "talent_hours"),
+    ];
+    assert_eq!(value(&s, "capacity_pool_total", &pool), Some(200.0));
+    assert_eq!(value(&s, "capacity_pool_allocated", &pool), Some(160.0));
+    assert_eq!(value(&s, "capacity_pool_available", &pool), Some(40.0));
+}
+
+#[tokio::test]
+async fn metrics_count_allocations_refused_for_insufficient_capacity() {
+    let app = spawn_app().await;
+    let before = value(
+        &scrape(&app).await,
+        "capacity_allocation_refusals_total",
+        &[("code", "insufficient_capacity")],
+    )
+    .unwrap_or(0.0);
+    let a = app
+        .post(
+            "/v1/capacity/allocations",
+            &app.tokens.platform,
+            json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": "LIN-26-090002", "committed_per_week": 100}),
+        )
+        .await;
+    assert_problem(&a, 409, "insufficient_capacity");
+    let after = value(
+        &scrape(&app).await,
+        "capacity_allocation_refusals_total",
+        &[("code", "insufficient_capacity")],
+    )
+    .unwrap();
+    // Tests share the process's recorder, so others may add to it too.
+    assert!(after >= before + 1.0);
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_limit_is_answered_429_with_retry_after() {
+    let app = spawn_app_with_limits(capacity_api::Limits {
+        rate_limit_per_second: NonZeroU32::new(1),
+        rate_limit_burst: NonZeroU32::new(2).unwrap(),
+        ..capacity_api::Limits::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let a = app.get("/v1/capacity", &app.tokens.platform).await;
+        assert_eq!(a.status, 200);
+    }
+    let a = app.get("/v1/capacity", &app.tokens.platform).await;
+    assert_problem(&a, 429, "rate_limited");
+    let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry));
+    // The limit is per token: another token still passes.
+    let b = app.get("/v1/capacity", &app.tokens.org_read).await;
+    assert_eq!(b.status, 200);
+    // Health checks are never limited.
+    let h = app.send("GET", "/healthz", None, None).await;
+    assert_eq!(h.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_is_answered_503_timeout() {
+    let app = spawn_app_with_limits(capacity_api::Limits {
+        request_timeout: Duration::from_nanos(1),
+        ..capacity_api::Limits::default()
+    })
+    .await;
+    // A write waits for the writer thread, so it cannot finish in 1 ns.
+    let a = app
+        .post(
+            "/v1/capacity/allocations",
+            &app.tokens.platform,
+            json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": "LIN-26-090003", "committed_per_week": 1}),
+        )
+        .await;
+    assert_problem(&a, 503, "timeout");
+}
