@@ -8,11 +8,16 @@
 # capacity-datagen and cached under bench/data/), then for every backend ×
 # dataset runs each workload against a fresh server process: a warm-up, then
 # a measured run (64 connections), and prints one table with every figure
-# as a ratio to the baseline server measured in the same run (before and
-# after the service, averaged). Raw wrk output and server logs go to
-# bench/results/<time>/.
+# as a ratio to the baseline server measured in the same run: a full
+# baseline run opens the suite, and each workload is paired with a short
+# baseline run just before it, so that load from other processes on this
+# shared machine moves both figures of a ratio alike. Before each pair it
+# waits (up to BENCH_QUIET_WAIT s) for the machine to be idle and reports how
+# busy it was. Raw wrk output and server logs go to bench/results/<time>/.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 3),
+# BENCH_BASELINE_DURATION (s, the paired baseline runs, 5), BENCH_QUIET_WAIT
+# (s, 30),
 # BENCH_CONNECTIONS (64), BENCH_THREADS (wrk threads, 2), BENCH_DATASETS
 # ("small large"), BENCH_LARGE_USAGE (usage records of the large dataset,
 # 10000000), BENCH_USAGE_ALLOCS (allocations per usage batch, 10),
@@ -25,14 +30,27 @@ ROOT=$PWD
 
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-3}
+BASE_DURATION=${BENCH_BASELINE_DURATION:-5}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-30}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
 DATASETS=${BENCH_DATASETS:-small large}
 LARGE_USAGE=${BENCH_LARGE_USAGE:-10000000}
 USAGE_ALLOCS=${BENCH_USAGE_ALLOCS:-10}
 ONLY=${BENCH_WORKLOADS:-.}
-PORT=${BENCH_PORT:-18080}
-BASE_PORT=$((PORT + 10))
+# A port nothing listens on (other people's servers run on this machine too).
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 20000))
+    port_free "$p" && { echo "$p"; return; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+PORT=${BENCH_PORT:-$(free_port)}
+BASE_PORT=$(free_port)
 export CAPACITY_NOW=2026-04-15T06:00:00Z
 export CAPACITY_LOG_FORMAT=json
 export RUST_LOG=${BENCH_RUST_LOG:-info}
@@ -72,11 +90,16 @@ stop_server() {
   fi
   SERVER_PID=
 }
-trap stop_server EXIT INT TERM
+trap 'stop_server; stop_baseline' EXIT INT TERM
 
 wait_ready() { # url
   for _ in $(seq 1 600); do
-    curl -fs -o /dev/null "$1" && return 0
+    if curl -fs -o /dev/null "$1"; then
+      # Ours, not someone else's that took the port meanwhile?
+      kill -0 "$SERVER_PID" 2>/dev/null && return 0
+      echo "server exited; see $OUT" >&2
+      return 1
+    fi
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited; see $OUT" >&2; return 1; }
     sleep 0.05
   done
@@ -85,6 +108,7 @@ wait_ready() { # url
 }
 
 start_service() { # database-url log
+  port_free "$PORT" || { echo "port $PORT is taken by another process" >&2; return 1; }
   "$BIN/capacity" serve --database-url "$1" --listen "127.0.0.1:$PORT" >>"$2" 2>&1 &
   SERVER_PID=$!
   wait_ready "http://127.0.0.1:$PORT/healthz"
@@ -119,8 +143,10 @@ measure() {
   SOCKET_ERR=$socket_errors
 }
 
-# row WORKLOAD BACKEND DATASET RPS P50 P99 RSS NOTE  (RPS "-" for a skipped row)
-row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
+# row WORKLOAD BACKEND DATASET RPS P50 P99 RSS NOTE [BASELINE_RPS BUSY]  (RPS "-": skipped)
+# Fields are separated by the ASCII unit separator (a tab would let `read`
+# merge empty fields).
+row() { printf '%s\037%s\037%s\037%s\037%s\037%s\037%s\037%s\037%s\037%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:--}" "${10:--}" >>"$ROWS"; }
 
 errors_note() {
   local n=""
@@ -137,20 +163,49 @@ probe() {
 }
 
 # ---------------------------------------------------------------- baseline
-BASELINE_RPS=()
-run_baseline() { # label
-  local log=$OUT/baseline.log
-  "$BIN/bench-baseline" --listen "127.0.0.1:$BASE_PORT" >>"$log" 2>&1 &
-  SERVER_PID=$!
+BASE_PID=
+start_baseline() {
+  port_free "$BASE_PORT" || { echo "port $BASE_PORT is taken by another process" >&2; return 1; }
+  "$BIN/bench-baseline" --listen "127.0.0.1:$BASE_PORT" >>"$OUT/baseline.log" 2>&1 &
+  BASE_PID=$!
+  local saved=$SERVER_PID
+  SERVER_PID=$BASE_PID
   wait_ready "http://127.0.0.1:$BASE_PORT/"
+  SERVER_PID=$saved
+}
+stop_baseline() {
+  [ -z "$BASE_PID" ] || { kill -TERM "$BASE_PID" 2>/dev/null || true; wait "$BASE_PID" 2>/dev/null || true; }
+  BASE_PID=
+}
+
+# baseline_run NAME SECONDS WARMUP → BASE_RPS (and the wrk figures)
+baseline_run() {
   DRAIN=()
-  TOKEN=none measure "baseline-$1" bench/lua/report.lua "http://127.0.0.1:$BASE_PORT/v1/capacity?workspace_id=WS-26-000021"
-  local rss
-  rss=$(peak_rss_mib)
-  stop_server
-  BASELINE_RPS+=("$RPS")
-  row "0. baseline ($1)" "-" "-" "$RPS" "$P50" "$P99" "$rss" "fixed 645-byte JSON, no I/O $(errors_note)"
-  say "baseline ($1): $RPS req/s"
+  TOKEN=none DURATION=$2 WARMUP=$3 measure "baseline-$1" bench/lua/report.lua \
+    "http://127.0.0.1:$BASE_PORT/v1/capacity?workspace_id=WS-26-000021"
+  BASE_RPS=$RPS
+}
+
+# How busy the machine is (all processes, %), over one second.
+busy_pct() {
+  local a b
+  a=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    busy = y[1] - x[1]; idle = y[2] - x[2]; printf "%.0f", 100 * busy / (busy + idle + 1e-9) }'
+}
+
+# Waits (bounded) until no other process keeps the machine busy; sets BUSY.
+wait_quiet() {
+  local waited=0
+  BUSY=$(busy_pct)
+  while [ "$BUSY" -gt 20 ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+    [ "$waited" -gt 0 ] || say "machine busy (${BUSY} %, other processes); waiting up to ${QUIET_WAIT} s"
+    sleep 4
+    waited=$((waited + 5))
+    BUSY=$(busy_pct)
+  done
 }
 
 # ---------------------------------------------------------------- datasets
@@ -280,6 +335,10 @@ run_workload() {
   esac
   local tag
   tag=$(echo "$name-$backend-$dataset" | tr -c 'a-zA-Z0-9\n' '_')
+  # The paired baseline, just before (the service is idle meanwhile).
+  wait_quiet
+  local busy=$BUSY
+  baseline_run "$tag" "$BASE_DURATION" 1
   # After the warm-up, the probe goes again: it queues behind whatever the
   # warm-up left in flight, so the measured run starts on an idle server.
   DRAIN=(probe "$pm" "$pp")
@@ -296,8 +355,8 @@ run_workload() {
   if [ "$script" = usage_batch.lua ]; then
     note="$note$((RPS * ${USAGE_RECORDS:-1000})) records/s (batches of ${USAGE_RECORDS:-1000} over $USAGE_ALLOCS allocations)"
   fi
-  row "$name" "$backend" "$dataset" "$RPS" "$P50" "$P99" "$rss" "$note"
-  say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us, peak RSS ${rss} MiB"
+  row "$name" "$backend" "$dataset" "$RPS" "$P50" "$P99" "$rss" "$note" "$BASE_RPS" "$busy"
+  say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us, peak RSS ${rss} MiB (baseline $BASE_RPS req/s, machine ${busy} % busy before)"
 }
 
 # run_target BACKEND DATASET URL: every workload on one backend and dataset.
@@ -356,32 +415,35 @@ run_target() {
 
 # ---------------------------------------------------------------- the run
 DATASET_NOTES=()
-run_baseline before
+start_baseline
+wait_quiet
+baseline_run full "$DURATION" "$WARMUP"
+row "0. baseline" "-" "-" "$RPS" "$P50" "$P99" "$(SERVER_PID=$BASE_PID peak_rss_mib)" \
+  "fixed 645-byte JSON, no I/O $(errors_note)" "$RPS" "$BUSY"
+say "baseline: $RPS req/s (machine ${BUSY} % busy before)"
 
 for dataset in $DATASETS; do
   # One line per backend × dataset. PostgreSQL, once its store lands:
   #   run_target postgres "$dataset" "$BENCH_POSTGRES_URL"
   run_target sqlite "$dataset" "sqlite://$WORK/$dataset.db"
 done
-
-run_baseline after
+stop_baseline
 
 # ---------------------------------------------------------------- the table
-BASE=$(printf '%s\n' "${BASELINE_RPS[@]}" | awk '{ s += $1 } END { printf "%.0f", s / NR }')
 {
-  echo "Capacity API benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(nproc) cores, wrk ${THREADS} threads, ${CONNS} connections, ${WARMUP} s warm-up + ${DURATION} s"
-  echo "ratio = requests/s ÷ baseline mean ($BASE req/s); RSS = the server's peak (VmHWM); latencies in ms"
+  echo "Capacity API benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(nproc) cores, wrk ${THREADS} threads, ${CONNS} connections, ${WARMUP} s warm-up + ${DURATION} s per workload"
+  echo "vs baseline = req/s ÷ the baseline's req/s measured just before (${BASE_DURATION} s); busy = machine CPU use by other processes in the second before; RSS = the server's peak (VmHWM)"
   echo
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-    workload backend dataset "req/s" "p50 ms" "p99 ms" "vs baseline" "peak RSS MiB" note
-  echo '|---|---|---|--:|--:|--:|--:|--:|---|'
-  while IFS=$'\t' read -r w b d rps p50 p99 rss note; do
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    workload backend dataset "req/s" "p50 ms" "p99 ms" "baseline req/s" "vs baseline" "peak RSS MiB" busy note
+  echo '|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|'
+  while IFS=$'\037' read -r w b d rps p50 p99 rss note base busy; do
     if [ "$rps" = "-" ]; then
-      printf '| %s | %s | %s | - | - | - | - | - | %s |\n' "$w" "$b" "$d" "$note"
+      printf '| %s | %s | %s | - | - | - | - | - | - | - | %s |\n' "$w" "$b" "$d" "$note"
     else
-      printf '| %s | %s | %s | %s | %.2f | %.2f | %.1f %% | %s | %s |\n' "$w" "$b" "$d" "$rps" \
+      printf '| %s | %s | %s | %s | %.2f | %.2f | %s | %.1f %% | %s | %s %% | %s |\n' "$w" "$b" "$d" "$rps" \
         "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" \
-        "$(awk -v r="$rps" -v b="$BASE" 'BEGIN { print 100 * r / b }')" "$rss" "$note"
+        "$base" "$(awk -v r="$rps" -v b="$base" 'BEGIN { print 100 * r / b }')" "$rss" "$busy" "$note"
     fi
   done <"$ROWS"
   echo
