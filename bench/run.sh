@@ -119,6 +119,19 @@ peak_rss_mib() { # VmHWM of the running server, MiB
 }
 
 # ---------------------------------------------------------------- wrk
+# "total busy server wrk" CPU ticks: the machine's (all cores), the server's,
+# and this shell's reaped children's (wrk). What is left of the busy ticks
+# during a run is other processes' load on this shared machine.
+cpu_ticks() {
+  local machine server=0 children
+  machine=$(awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $2+$3+$4+$7+$8+$9 }' /proc/stat)
+  if [ -n "$SERVER_PID" ] && [ -r "/proc/$SERVER_PID/stat" ]; then
+    server=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")
+  fi
+  children=$(awk '{ print $16 + $17 }' "/proc/$$/stat")
+  echo "$machine $server $children"
+}
+
 RUN_NONCE=0
 DRAIN=()
 # measure NAME SCRIPT URL ARGS... → sets RPS P50 P99 STATUS_ERR SOCKET_ERR
@@ -130,7 +143,13 @@ measure() {
   "${wrk[@]}" -d "${WARMUP}s" "$url" -- "$@" "$RUN_NONCE" >"$OUT/$name.warmup.txt" 2>&1
   [ ${#DRAIN[@]} -eq 0 ] || "${DRAIN[@]}" >/dev/null
   RUN_NONCE=$((RUN_NONCE + 1))
+  local before after
+  before=$(cpu_ticks)
   "${wrk[@]}" -d "${DURATION}s" "$url" -- "$@" "$RUN_NONCE" >"$OUT/$name.txt" 2>&1
+  after=$(cpu_ticks)
+  OTHERS=$(awk -v a="$before" -v b="$after" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    total = y[1] - x[1]; others = (y[2] - x[2]) - (y[3] - x[3]) - (y[4] - x[4]);
+    if (others < 0) others = 0; printf "%.0f", 100 * others / (total + 1e-9) }')
   local line
   line=$(grep '^BENCH ' "$OUT/$name.txt" | tail -1)
   [ -n "$line" ] || { echo "wrk gave no result for $name; see $OUT/$name.txt" >&2; return 1; }
@@ -181,9 +200,13 @@ stop_baseline() {
 # baseline_run NAME SECONDS WARMUP → BASE_RPS (and the wrk figures)
 baseline_run() {
   DRAIN=()
+  local saved=$SERVER_PID
+  SERVER_PID=$BASE_PID
   TOKEN=none DURATION=$2 WARMUP=$3 measure "baseline-$1" bench/lua/report.lua \
     "http://127.0.0.1:$BASE_PORT/v1/capacity?workspace_id=WS-26-000021"
+  SERVER_PID=$saved
   BASE_RPS=$RPS
+  BASE_OTHERS=$OTHERS
 }
 
 # How busy the machine is (all processes, %), over one second.
@@ -355,8 +378,8 @@ run_workload() {
   if [ "$script" = usage_batch.lua ]; then
     note="$note$((RPS * ${USAGE_RECORDS:-1000})) records/s (batches of ${USAGE_RECORDS:-1000} over $USAGE_ALLOCS allocations)"
   fi
-  row "$name" "$backend" "$dataset" "$RPS" "$P50" "$P99" "$rss" "$note" "$BASE_RPS" "$busy"
-  say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us, peak RSS ${rss} MiB (baseline $BASE_RPS req/s, machine ${busy} % busy before)"
+  row "$name" "$backend" "$dataset" "$RPS" "$P50" "$P99" "$rss" "$note" "$BASE_RPS" "$BASE_OTHERS / $OTHERS"
+  say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us, peak RSS ${rss} MiB (baseline $BASE_RPS req/s; other processes ${BASE_OTHERS} % / ${OTHERS} % of the machine; ${busy} % busy before)"
 }
 
 # run_target BACKEND DATASET URL: every workload on one backend and dataset.
@@ -419,7 +442,7 @@ start_baseline
 wait_quiet
 baseline_run full "$DURATION" "$WARMUP"
 row "0. baseline" "-" "-" "$RPS" "$P50" "$P99" "$(SERVER_PID=$BASE_PID peak_rss_mib)" \
-  "fixed 645-byte JSON, no I/O $(errors_note)" "$RPS" "$BUSY"
+  "fixed 645-byte JSON, no I/O $(errors_note)" "$RPS" "$OTHERS / $OTHERS"
 say "baseline: $RPS req/s (machine ${BUSY} % busy before)"
 
 for dataset in $DATASETS; do
@@ -432,16 +455,16 @@ stop_baseline
 # ---------------------------------------------------------------- the table
 {
   echo "Capacity API benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(nproc) cores, wrk ${THREADS} threads, ${CONNS} connections, ${WARMUP} s warm-up + ${DURATION} s per workload"
-  echo "vs baseline = req/s ÷ the baseline's req/s measured just before (${BASE_DURATION} s); busy = machine CPU use by other processes in the second before; RSS = the server's peak (VmHWM)"
+  echo "vs baseline = req/s ÷ the baseline's req/s measured just before (${BASE_DURATION} s); others = CPU used by other processes on this shared machine, % of all cores, during the baseline / the workload run; RSS = the server's peak (VmHWM)"
   echo
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-    workload backend dataset "req/s" "p50 ms" "p99 ms" "baseline req/s" "vs baseline" "peak RSS MiB" busy note
+    workload backend dataset "req/s" "p50 ms" "p99 ms" "baseline req/s" "vs baseline" "peak RSS MiB" "others %" note
   echo '|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|'
   while IFS=$'\037' read -r w b d rps p50 p99 rss note base busy; do
     if [ "$rps" = "-" ]; then
       printf '| %s | %s | %s | - | - | - | - | - | - | - | %s |\n' "$w" "$b" "$d" "$note"
     else
-      printf '| %s | %s | %s | %s | %.2f | %.2f | %s | %.1f %% | %s | %s %% | %s |\n' "$w" "$b" "$d" "$rps" \
+      printf '| %s | %s | %s | %s | %.2f | %.2f | %s | %.1f %% | %s | %s | %s |\n' "$w" "$b" "$d" "$rps" \
         "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" \
         "$base" "$(awk -v r="$rps" -v b="$base" 'BEGIN { print 100 * r / b }')" "$rss" "$busy" "$note"
     fi
