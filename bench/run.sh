@@ -274,7 +274,7 @@ prepare() { # backend dataset url
       rm -f "$f" "$f-wal" "$f-shm"
       local t0=$EPOCHREALTIME
       "$BIN/capacity" demo --database-url "$url" >/dev/null 2>>"$OUT/prepare.log"
-      LOAD_NOTE="capacity demo in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s; $(($(stat -c %s "$f") / 1024)) KiB"
+      LOAD_NOTE="capacity demo in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s; $(($(cat "$f" "$f-wal" 2>/dev/null | wc -c) / 1024)) KiB with its WAL"
       ;;
     sqlite:large)
       ensure_large
@@ -418,6 +418,10 @@ run_target() {
   if [ "$dataset" != small ]; then
     run_workload "1b. list pools (random workspace)" "$backend" "$dataset" "$url" \
       GET "/v1/capacity?workspace_id=WS-$yy-$WS_LO" "" list_pools_random.lua "/" "$yy" "$WS_LO" "$WS_ALLOC_HI"
+  fi
+  if [ "$dataset" != small ] && [ -n "${BIG_WORKSPACE:-}" ]; then
+    run_workload "1c. list pools (the 100k-allocation workspace)" "$backend" "$dataset" "$url" \
+      GET "/v1/capacity?workspace_id=$BIG_WORKSPACE" "" report.lua "/v1/capacity?workspace_id=$BIG_WORKSPACE"
   fi
   run_workload "2. get allocation (random)" "$backend" "$dataset" "$url" \
     GET "/v1/capacity/allocations/$(printf 'ALLOC-%s-%06d' "$yy" "$read_lo")" "" get_allocation.lua "/" "$yy" "$read_lo" "$read_hi"
