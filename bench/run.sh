@@ -481,3 +481,5 @@ stop_baseline
 } | tee "$OUT/table.md"
 
 rm -rf "$WORK"
+# One log line per request: tens of MiB per run uncompressed.
+gzip -f "$OUT"/*.log 2>/dev/null || true
