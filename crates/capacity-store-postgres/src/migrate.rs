@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "list_indexes",
         include_str!("../migrations/0006_list_indexes.sql"),
     ),
+    (
+        7,
+        "commitment_steps_clustered",
+        include_str!("../migrations/0007_commitment_steps_clustered.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

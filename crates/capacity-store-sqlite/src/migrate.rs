@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0004_webhooks",
     "0005_evaluations",
     "0006_list_indexes",
+    "0007_commitment_steps_clustered",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

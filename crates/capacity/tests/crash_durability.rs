@@ -91,6 +91,7 @@ async fn kill_9_during_concurrent_creates_loses_no_answered_allocation() {
         .unwrap()
         .trim()
         .to_owned();
+    capacity_api::dispatcher::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
