@@ -15,9 +15,8 @@
 //!   read from the store at each scrape (so they are right in every process
 //!   behind a load balancer, whichever took the writes)
 //! - `capacity_rate_limited_total`
-//!
-//! The database pool's in-use/idle figures are not exported: the storage
-//! contract does not expose them (see docs/operations.md).
+//! - `capacity_db_connections{state="in_use"|"idle"}`, `capacity_db_connections_max`:
+//!   the store's connection pool (`Store::connection_stats`)
 
 use crate::AppState;
 use axum::extract::State;
@@ -137,6 +136,11 @@ async fn refresh_pool_gauges(s: &AppState) {
 pub async fn scrape(State(s): State<AppState>) -> Response {
     let handle = handle();
     refresh_pool_gauges(&s).await;
+    if let Some(c) = s.store.connection_stats() {
+        metrics::gauge!("capacity_db_connections", "state" => "in_use").set(c.in_use as f64);
+        metrics::gauge!("capacity_db_connections", "state" => "idle").set(c.idle as f64);
+        metrics::gauge!("capacity_db_connections_max").set(c.max as f64);
+    }
     handle.run_upkeep();
     (
         [(

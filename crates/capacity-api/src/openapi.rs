@@ -177,6 +177,9 @@ fn constrain(doc: &mut Value) {
             { "properties": { "status": { "const": "cancelled" }, "allocation_id": { "type": "null" } } },
         ]);
     }
+    if let Some(s) = schemas.get_mut("CreateEndpoint") {
+        s["properties"]["url"]["pattern"] = json!(crate::webhooks::url_pattern());
+    }
     // A talent resource is named by its talent id.
     if let Some(s) = schemas.get_mut("Resource") {
         s["if"] = json!({ "properties": { "type": { "const": "talent" } }, "required": ["type"] });

@@ -97,6 +97,10 @@ async fn metrics_show_pool_gauges_read_from_the_store() {
     assert_eq!(value(&s, "capacity_pool_total", &pool), Some(200.0));
     assert_eq!(value(&s, "capacity_pool_allocated", &pool), Some(160.0));
     assert_eq!(value(&s, "capacity_pool_available", &pool), Some(40.0));
+    // The store's connection pool, by state.
+    assert!(value(&s, "capacity_db_connections", &[("state", "idle")]).is_some());
+    assert!(value(&s, "capacity_db_connections", &[("state", "in_use")]).is_some());
+    assert!(value(&s, "capacity_db_connections_max", &[]).unwrap() >= 1.0);
 }
 
 #[tokio::test]

@@ -188,6 +188,16 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The pool's figures (deadpool's status).
+    fn stats(&self) -> capacity_store::ConnectionStats {
+        let s = self.pool.status();
+        capacity_store::ConnectionStats {
+            in_use: s.size.saturating_sub(s.available),
+            idle: s.available,
+            max: s.max_size,
+        }
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(|e| {
             StoreError::Unavailable(match e {
@@ -314,6 +324,10 @@ macro_rules! unit {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn connection_stats(&self) -> Option<capacity_store::ConnectionStats> {
+        Some(self.stats())
+    }
+
     // Each closure clones what its unit borrows: it may run more than once,
     // and its future may only borrow the attempt's `Db`.
 

@@ -48,7 +48,12 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Read connections lent out right now (for `/metrics`).
+    readers_in_use: std::sync::atomic::AtomicUsize,
 }
+
+/// Idle read connections kept at most.
+const MAX_IDLE_READERS: usize = 16;
 
 /// The file path of a `sqlite://path` or `sqlite:path` URL.
 pub fn path_from_url(url: &str) -> Option<PathBuf> {
@@ -94,6 +99,7 @@ impl SqliteStore {
             path,
             writer: Writer::start(conn),
             readers: Mutex::new(Vec::new()),
+            readers_in_use: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -113,9 +119,12 @@ impl SqliteStore {
                 c
             }
         };
+        use std::sync::atomic::Ordering::Relaxed;
+        self.readers_in_use.fetch_add(1, Relaxed);
         let result = f(&conn);
+        self.readers_in_use.fetch_sub(1, Relaxed);
         if let Ok(mut v) = self.readers.lock()
-            && v.len() < 16
+            && v.len() < MAX_IDLE_READERS
         {
             v.push(conn);
         }
@@ -125,6 +134,20 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// The read connections (the one write connection belongs to the writer
+    /// thread and is always open). Readers beyond the idle cap are opened on
+    /// demand, so `max` is the idle cap, not a hard limit.
+    fn connection_stats(&self) -> Option<capacity_store::ConnectionStats> {
+        let idle = self.readers.lock().map(|v| v.len()).unwrap_or(0);
+        Some(capacity_store::ConnectionStats {
+            in_use: self
+                .readers_in_use
+                .load(std::sync::atomic::Ordering::Relaxed),
+            idle,
+            max: MAX_IDLE_READERS,
+        })
+    }
+
     async fn ping(&self) -> Result<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).db())
     }

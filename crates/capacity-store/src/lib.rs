@@ -74,6 +74,17 @@ impl StoreError {
     }
 }
 
+/// A backend's database connections, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Connections lent out to requests right now.
+    pub in_use: usize,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+    /// The most the pool will open.
+    pub max: usize,
+}
+
 /// A page request: at most `limit` items after the item with sequence `after`.
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
@@ -414,6 +425,11 @@ pub struct EventFilter {
 pub trait Store: Send + Sync + 'static {
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
+    /// The connection pool's figures, for `/metrics`; `None` where the
+    /// backend has no pool to speak of.
+    fn connection_stats(&self) -> Option<ConnectionStats> {
+        None
+    }
     /// Has nothing been created yet (no pools)?
     async fn is_empty(&self) -> Result<bool>;
     /// Makes the next minted id of `prefix` at least `next` (seeding).
