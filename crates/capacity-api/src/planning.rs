@@ -309,7 +309,8 @@ pub async fn demand(
         "recommendation": recommendation(&f, unit, &label),
         "weeks": weeks,
         "expiring_commitments": q(expiring_total),
-        "expiring_allocations": d.expiring.iter().map(|e| json!({
+        "expiring_allocations_count": d.expiring.len(),
+        "expiring_allocations": d.expiring.iter().take(100).map(|e| json!({
             "allocation_id": e.allocation_id, "service_line_id": e.service_line_id,
             "committed": e.committed, "ends_at": e.ends_at,
         })).collect::<Vec<_>>(),

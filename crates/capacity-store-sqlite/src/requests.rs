@@ -358,38 +358,43 @@ pub fn forecast_data(
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id FROM allocations WHERE pool_seq = ?1 AND \
-             ((ends_at >= ?2 AND ends_at < ?3) OR (closed_at >= ?2 AND closed_at < ?3)) ORDER BY seq",
-        )
-        .db()?;
-    let ending: Vec<String> = stmt
-        .query_map(
-            params![pool_seq, period.start.micros(), period.end.micros()],
-            |r| r.get(0),
-        )
-        .db()?
-        .collect::<Result<Vec<_>, _>>()
-        .db()?;
+    // What ends inside the period is read off the commitment steps: the step
+    // at an allocation's end is minus what it committed just before.
+    // Closing happens at the moment of the request, so only periods that
+    // have started can hold a close.
     let mut expiring = Vec::new();
-    for id in ending {
-        let (_, a) = allocations::load(conn, scope, &AllocationId::from_trusted(id), now)?;
-        let end = [a.ends_at, a.closed_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(Instant::END_OF_TIME);
-        let committed = a.commitment_timeline().value_at(end.plus_micros(-1));
-        if committed > 0 {
-            expiring.push(Expiring {
-                allocation_id: a.id,
-                service_line_id: a.service_line_id,
-                committed: Quantity::from_thousandths(committed),
-                ends_at: end,
-            });
-        }
+    let ends = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM allocations a \
+         JOIN commitment_steps c ON c.pool_seq = a.pool_seq AND c.allocation_seq = a.seq AND c.at = a.{col} \
+         WHERE a.pool_seq = ?1 AND a.{col} >= ?2 AND a.{col} < ?3 AND c.delta < 0 ORDER BY c.at, a.seq";
+    let columns: &[&str] = if period.start <= now {
+        &["ends_at", "closed_at"]
+    } else {
+        &["ends_at"]
+    };
+    for col in columns {
+        let mut stmt = conn.prepare_cached(&ends.replace("{col}", col)).db()?;
+        let rows = stmt
+            .query_map(
+                params![pool_seq, period.start.micros(), period.end.micros()],
+                |r| {
+                    Ok(Expiring {
+                        allocation_id: AllocationId::from_trusted(r.get(0)?),
+                        service_line_id: capacity_domain::ServiceLineId::from_trusted(r.get(1)?),
+                        ends_at: Instant::from_micros(r.get(2)?),
+                        committed: Quantity::from_thousandths(r.get(3)?),
+                    })
+                },
+            )
+            .db()?
+            .collect::<Result<Vec<_>, _>>()
+            .db()?;
+        expiring.extend(rows);
     }
+    // An allocation closed before its end date ends once.
+    expiring.sort_by(|x, y| {
+        (x.ends_at, x.allocation_id.as_str()).cmp(&(y.ends_at, y.allocation_id.as_str()))
+    });
+    expiring.dedup_by(|x, y| x.allocation_id == y.allocation_id);
     let this_week = now.week_start();
     let usage: i64 = conn
         .prepare_cached(
