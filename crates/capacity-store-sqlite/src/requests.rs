@@ -78,27 +78,22 @@ fn workspace_pool(
     rt: ResourceType,
     now: Instant,
 ) -> Result<Option<(i64, Pool)>, StoreError> {
-    let filter = PoolFilter {
-        workspace_id: Some(ws.clone()),
-        organization_id: None,
-        resource_type: Some(rt),
-    };
-    let page = pools::list(
-        conn,
-        scope,
-        &filter,
-        PageRequest {
-            limit: 1,
-            after: None,
-        },
-        now,
-    )?;
-    match page.items.into_iter().next() {
+    // Find the id first (one indexed row), then read the pool once: its
+    // totals are sums over its steps, worth computing only once.
+    let id: Option<String> = conn
+        .prepare_cached("SELECT id FROM pools WHERE workspace_id = ?1 AND resource_type = ?2")
+        .db()?
+        .query_row(params![ws.as_str(), rt.as_str()], |r| r.get(0))
+        .optional()
+        .db()?;
+    match id {
         None => Ok(None),
-        Some(p) => {
-            let (seq, p) = pools::load(conn, scope, &p.id, now)?;
-            Ok(Some((seq, p)))
-        }
+        Some(id) => match pools::load(conn, scope, &capacity_domain::PoolId::from_trusted(id), now)
+        {
+            Ok(found) => Ok(Some(found)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        },
     }
 }
 
