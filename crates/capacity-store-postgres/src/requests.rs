@@ -376,6 +376,10 @@ pub async fn forecast_data(
             });
         }
     }
+    // The same order as SQLite's: by end, then id (the API lists the first 100).
+    expiring.sort_by(|x, y| {
+        (x.ends_at, x.allocation_id.as_str()).cmp(&(y.ends_at, y.allocation_id.as_str()))
+    });
     let this_week = now.week_start();
     let usage: i64 = db
         .query_one(

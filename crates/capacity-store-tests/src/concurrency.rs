@@ -253,9 +253,11 @@ pub async fn concurrent_patch_increases_never_overcommit(store: Arc<dyn Store>) 
         .await
         .unwrap();
     let mut tasks = JoinSet::new();
-    for i in 0..8 {
+    // Each asks for the same decrease (1 < the 5 or 15 it holds): which one
+    // goes first cannot change the outcome, only the version can.
+    for _ in 0..8 {
         let (store, id) = (store.clone(), a.id.clone());
-        let mut p = commit(1 + i);
+        let mut p = commit(1);
         p.if_match = Some(a.version);
         tasks.spawn(async move { store.patch_allocation(&platform(), &id, p, now()).await });
     }
