@@ -7,7 +7,7 @@ use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
     Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
-    apply_terms_change, below_actual,
+    below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -16,8 +16,8 @@ use capacity_domain::{
     WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, Scope, StoreError,
-    unit_name,
+    AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, PatchPlan, Scope,
+    StoreError, unit_name,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -445,65 +445,16 @@ pub fn patch(
     now: Instant,
 ) -> Result<Allocation, StoreError> {
     let (seq, old) = load(conn, scope, id, now)?;
-    if let Some(expected) = patch.if_match
-        && expected != old.version
-    {
-        return Err(StoreError::PreconditionFailed { expected });
-    }
-    if old.status == AllocationStatus::Closed {
-        return Err(StoreError::conflict(
-            "allocation_closed",
-            format!("allocation {id} is closed; closed is final"),
-        ));
-    }
-    let mut new = old.clone();
-    let reason = patch.reason.as_deref();
-
-    // Terms: scheduled for the next billing period unless immediate.
-    let change = TermsChange {
-        committed: patch
-            .committed
-            .map(|c| c.checked_per_period(old.period, "committed_per_week"))
-            .transpose()?,
-        resources: patch.resources.clone(),
-    };
-    let terms_at = if patch.effective_immediately {
-        now
-    } else {
-        now.next_month_start()
-    };
-    if !change.is_empty() {
-        new.terms = apply_terms_change(
-            &old.terms,
-            &change,
-            terms_at,
-            patch.effective_immediately,
-            reason,
-        );
-    }
-    if let Some(ends_at) = patch.ends_at {
-        if let Some(end) = ends_at {
-            if end < now {
-                return Err(StoreError::invalid("ends_at", "must not be in the past"));
-            }
-            if end <= old.starts_at {
-                return Err(StoreError::invalid("ends_at", "must be after started_at"));
-            }
-        }
-        new.ends_at = ends_at;
-    }
-    if let Some(status) = patch.status {
-        new.status = status;
-        if status == AllocationStatus::Closed {
-            new.closed_at = Some(now);
-        }
-    }
-
-    let terms_changed = new.terms != old.terms;
-    let changed = terms_changed || new.ends_at != old.ends_at || new.status != old.status;
-    if !changed {
+    let Some(PatchPlan {
+        new,
+        change,
+        terms_at,
+    }) = patch.plan(&old, now)?
+    else {
         return Ok(old);
-    }
+    };
+    let terms_changed = new.terms != old.terms;
+    let reason = patch.reason.as_deref();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
     let (pool_seq, pool) = pools::load(conn, scope, &old.capacity_pool_id, now)?;

@@ -239,6 +239,84 @@ pub struct AllocationPatch {
     pub if_match: Option<i64>,
 }
 
+/// What a PATCH makes of an allocation, decided once both backends have read
+/// the allocation under their write lock.
+#[derive(Debug, Clone)]
+pub struct PatchPlan {
+    pub new: Allocation,
+    /// The terms fields the patch sets (for history).
+    pub change: capacity_domain::model::TermsChange,
+    /// When the terms change takes effect: now, or the next billing period.
+    pub terms_at: Instant,
+}
+
+impl AllocationPatch {
+    /// Applies the PATCH rules (SPEC §5) to `old`: the `If-Match` version,
+    /// closed is final, terms scheduled for the next billing period unless
+    /// immediate, `ends_at` not in the past, closing at `now`. `Ok(None)` when
+    /// nothing would change. The no-overcommit check comes after, on the
+    /// timelines the backend reads.
+    pub fn plan(&self, old: &Allocation, now: Instant) -> Result<Option<PatchPlan>> {
+        if let Some(expected) = self.if_match
+            && expected != old.version
+        {
+            return Err(StoreError::PreconditionFailed { expected });
+        }
+        if old.status == AllocationStatus::Closed {
+            return Err(StoreError::conflict(
+                "allocation_closed",
+                format!("allocation {} is closed; closed is final", old.id),
+            ));
+        }
+        let mut new = old.clone();
+        let change = capacity_domain::model::TermsChange {
+            committed: self
+                .committed
+                .map(|c| c.checked_per_period(old.period, "committed_per_week"))
+                .transpose()?,
+            resources: self.resources.clone(),
+        };
+        let terms_at = if self.effective_immediately {
+            now
+        } else {
+            now.next_month_start()
+        };
+        if !change.is_empty() {
+            new.terms = capacity_domain::model::apply_terms_change(
+                &old.terms,
+                &change,
+                terms_at,
+                self.effective_immediately,
+                self.reason.as_deref(),
+            );
+        }
+        if let Some(ends_at) = self.ends_at {
+            if let Some(end) = ends_at {
+                if end < now {
+                    return Err(StoreError::invalid("ends_at", "must not be in the past"));
+                }
+                if end <= old.starts_at {
+                    return Err(StoreError::invalid("ends_at", "must be after started_at"));
+                }
+            }
+            new.ends_at = ends_at;
+        }
+        if let Some(status) = self.status {
+            new.status = status;
+            if status == AllocationStatus::Closed {
+                new.closed_at = Some(now);
+            }
+        }
+        let changed =
+            new.terms != old.terms || new.ends_at != old.ends_at || new.status != old.status;
+        Ok(changed.then_some(PatchPlan {
+            new,
+            change,
+            terms_at,
+        }))
+    }
+}
+
 /// A lifecycle signal for a service line from the platform.
 #[derive(Debug, Clone)]
 pub struct ServiceLinePut {
