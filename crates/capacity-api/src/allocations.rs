@@ -366,31 +366,20 @@ pub async fn patch(
     Ok(respond(StatusCode::OK, &a, now))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-    /// `meta.cursor` of the previous page.
-    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
-    cursor: Option<String>,
-}
-
 /// List an allocation's history
 #[utoipa::path(
     get,
     path = "/v1/capacity/allocations/{id}/history",
     operation_id = "allocationHistory",
     tag = "allocations",
-    params(("id" = AllocationId, Path, description = "The allocation's id"), HistoryQuery),
+    params(("id" = AllocationId, Path, description = "The allocation's id"), crate::pools::PageQuery),
     responses((status = 200, description = "Every change: who, when, why, before and after", body = ListBody<HistoryEntry>))
 )]
 pub async fn history(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    Query(q): Query<crate::pools::PageQuery>,
 ) -> ApiResult<Response> {
     let page = page_request(q.limit.as_deref(), q.cursor.as_deref())?;
     let id = path_id(&id, AllocationId::parse, "allocation")?;

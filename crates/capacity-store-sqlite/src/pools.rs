@@ -4,7 +4,7 @@ use crate::events::insert_event;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
-use capacity_domain::timeline::{Timeline, check_change, supply_out_of_range};
+use capacity_domain::timeline::{Timeline, check_change};
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -279,20 +279,7 @@ pub fn adjust(
         effective_at,
         adj.delta.thousandths(),
     )]));
-    if let Some((t, v)) = supply_out_of_range(&after, now) {
-        let why = if v < 0 {
-            "negative"
-        } else {
-            "larger than 1000000000000"
-        };
-        return Err(StoreError::invalid(
-            "delta",
-            format!(
-                "would make the pool's supply {why} at {t} (supply would be {})",
-                capacity_domain::model::show(v)
-            ),
-        ));
-    }
+    capacity_store::check_supply_range(&after, now)?;
     let adj_id = insert_supply_change(
         conn,
         seq,

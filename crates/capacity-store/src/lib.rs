@@ -239,6 +239,28 @@ pub struct AllocationPatch {
     pub if_match: Option<i64>,
 }
 
+/// Refuses a supply timeline that leaves `[0, 10^12]` units from `now` on
+/// (the 422 both backends answer to such an adjustment).
+pub fn check_supply_range(after: &Timeline, now: Instant) -> Result<()> {
+    match capacity_domain::timeline::supply_out_of_range(after, now) {
+        None => Ok(()),
+        Some((t, v)) => {
+            let why = if v < 0 {
+                "negative"
+            } else {
+                "larger than 1000000000000"
+            };
+            Err(StoreError::invalid(
+                "delta",
+                format!(
+                    "would make the pool's supply {why} at {t} (supply would be {})",
+                    capacity_domain::model::show(v)
+                ),
+            ))
+        }
+    }
+}
+
 /// What a PATCH makes of an allocation, decided once both backends have read
 /// the allocation under their write lock.
 #[derive(Debug, Clone)]
