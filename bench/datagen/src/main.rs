@@ -209,6 +209,15 @@ fn main() -> Res<()> {
         "UPDATE sequences SET next = ?1 WHERE prefix = 'ADJ'",
         [g.adj_seq],
     )?;
+    // Fold every pool's steps up to now into its stored running commitment
+    // (migration 0008), as the server's background fold would on start.
+    conn.execute(
+        "UPDATE pools SET committed_base = committed_base + \
+         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+          WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= ?1), \
+         committed_through = ?1 WHERE committed_through < ?1",
+        [now.micros()],
+    )?;
     // Back to the mode the server opens it in (persistent in the file).
     conn.execute_batch("PRAGMA locking_mode = NORMAL;")?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

@@ -33,13 +33,27 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// Runs until the task is dropped: webhook deliveries, and once a week the
+/// How often pools' running commitment totals are folded forward.
+const FOLD_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs until the task is dropped: webhook deliveries, every ten minutes the
+/// fold of pools' running commitment totals, and once a week the
 /// low-utilisation evaluation (the store makes it happen once per week
 /// across processes).
 pub async fn run(state: AppState) {
     let client = client();
     let mut evaluated_week = None;
+    let mut folded: Option<std::time::Instant> = None;
     loop {
+        if folded.is_none_or(|t| t.elapsed() >= FOLD_EVERY) {
+            match state.store.fold_commitments(state.clock.now()).await {
+                Ok(n) => {
+                    folded = Some(std::time::Instant::now());
+                    tracing::debug!(pools = n, "folded commitment totals");
+                }
+                Err(e) => tracing::warn!(error = %e, "folding commitment totals failed; retrying"),
+            }
+        }
         let week = state.clock.now().week_start();
         if evaluated_week != Some(week) {
             match state

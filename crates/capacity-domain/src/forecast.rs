@@ -106,8 +106,7 @@ pub fn figures(
         .chain(
             [supply, committed]
                 .iter()
-                .flat_map(|t| t.steps().iter().map(|s| s.0))
-                .filter(|&t| t > window.start && t < window.end),
+                .flat_map(|t| t.steps_inside(window.start, window.end).iter().map(|s| s.0)),
         )
         .collect();
     points.sort();

@@ -52,22 +52,25 @@ impl Timeline {
 
     /// The value at `t`, in thousandths.
     pub fn value_at(&self, t: Instant) -> i64 {
-        self.steps
-            .iter()
-            .take_while(|s| s.0 <= t)
-            .map(|s| s.1)
-            .sum()
+        match self.steps.partition_point(|s| s.0 <= t) {
+            0 => 0,
+            i => self.totals[i - 1],
+        }
+    }
+
+    /// The steps strictly after `from` and strictly before `to`.
+    pub fn steps_inside(&self, from: Instant, to: Instant) -> &[(Instant, i64)] {
+        let lo = self.steps.partition_point(|s| s.0 <= from);
+        let hi = self.steps.partition_point(|s| s.0 < to).max(lo);
+        &self.steps[lo..hi]
     }
 
     /// The largest value over `[from, to)`, in thousandths.
     pub fn peak(&self, from: Instant, to: Instant) -> i64 {
-        let mut v = self.value_at(from);
-        let mut peak = v;
-        for &(_, d) in self.steps.iter().filter(|s| s.0 > from && s.0 < to) {
-            v += d;
-            peak = peak.max(v);
-        }
-        peak
+        let lo = self.steps.partition_point(|s| s.0 <= from);
+        let hi = self.steps.partition_point(|s| s.0 < to).max(lo);
+        let at_from = self.value_at(from);
+        self.totals[lo..hi].iter().copied().fold(at_from, i64::max)
     }
 
     pub fn plus(&self, other: &Timeline) -> Timeline {

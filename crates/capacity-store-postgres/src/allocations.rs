@@ -313,13 +313,26 @@ async fn ensure_service_line(
     }
 }
 
-/// Replaces an allocation's materialised commitment steps.
+/// Replaces an allocation's materialised commitment steps and records the
+/// change on its pool (`pools::touch`): the pool's stored commitment is first
+/// folded up to `now`, then moved by whatever the change does at or before
+/// the fold. The caller holds the pool row's lock.
 pub async fn write_steps(
     db: &Db<'_>,
     pool_seq: i64,
     alloc_seq: i64,
     timeline: &Timeline,
+    now: Instant,
 ) -> Result<(), StoreError> {
+    let through = pools::fold_one(db, pool_seq, now).await?;
+    let folded_before: i64 = db
+        .query_one(
+            "SELECT COALESCE(SUM(delta), 0)::BIGINT FROM commitment_steps WHERE allocation_seq = $1 AND at <= $2",
+            &[&alloc_seq, &through.micros()],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
     db.execute(
         "DELETE FROM commitment_steps WHERE allocation_seq = $1",
         &[&alloc_seq],
@@ -332,7 +345,13 @@ pub async fn write_steps(
         )
         .await?;
     }
-    Ok(())
+    pools::touch(
+        db,
+        pool_seq,
+        timeline.value_at(through) - folded_before,
+        now,
+    )
+    .await
 }
 
 pub async fn create(
@@ -415,12 +434,7 @@ pub async fn create(
         ],
     )
     .await?;
-    write_steps(db, pool_seq, seq, &change).await?;
-    db.execute(
-        "UPDATE pools SET updated_at = $1 WHERE seq = $2",
-        &[&now.micros(), &pool_seq],
-    )
-    .await?;
+    write_steps(db, pool_seq, seq, &change, now).await?;
     let (_, alloc) = load(db, scope, &AllocationId::from_trusted(id), now).await?;
     let created =
         serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -588,12 +602,7 @@ pub async fn patch(
     if terms_changed {
         replace_terms(db, seq, &new.terms).await?;
     }
-    write_steps(db, pool_seq, seq, &new.commitment_timeline()).await?;
-    db.execute(
-        "UPDATE pools SET updated_at = $1 WHERE seq = $2",
-        &[&now.micros(), &pool_seq],
-    )
-    .await?;
+    write_steps(db, pool_seq, seq, &new.commitment_timeline(), now).await?;
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut before_now = serde_json::Map::new();

@@ -772,6 +772,11 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn fold_commitments(&self, now: Instant) -> Result<usize> {
+        self.run(Mode::Write, |db| unit!(pools::fold_all(db, now).await))
+            .await
+    }
+
     async fn evaluate_low_utilisation(
         &self,
         week_start: Instant,

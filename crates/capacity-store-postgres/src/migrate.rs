@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commitment_steps_clustered",
         include_str!("../migrations/0007_commitment_steps_clustered.sql"),
     ),
+    (
+        8,
+        "commitment_totals",
+        include_str!("../migrations/0008_commitment_totals.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

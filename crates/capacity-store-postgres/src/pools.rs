@@ -12,12 +12,26 @@ use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, Works
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use tokio_postgres::Row;
 
+/// The total commitment of pool row `p` at `$1`: the folded base plus or
+/// minus the steps between the fold and `$1` (migration 0008).
+macro_rules! committed_at {
+    () => {
+        "(p.committed_base + CASE WHEN $1 >= p.committed_through \
+         THEN (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+               WHERE c.pool_seq = p.seq AND c.at > p.committed_through AND c.at <= $1) \
+         ELSE -(SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+               WHERE c.pool_seq = p.seq AND c.at > $1 AND c.at <= p.committed_through) END)::BIGINT"
+    };
+}
+
 /// Pool columns with supply and commitment read at `$1` (now).
-const SELECT: &str = "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+const SELECT: &str = concat!(
+    "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
     p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
-    (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), \
-    (SELECT COALESCE(SUM(c.delta), 0)::BIGINT FROM commitment_steps c WHERE c.pool_seq = p.seq AND c.at <= $1) \
-    FROM pools p";
+    (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), ",
+    committed_at!(),
+    " FROM pools p"
+);
 
 fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
     let seq: i64 = r.try_get(0)?;
@@ -322,23 +336,88 @@ pub async fn commitment_timeline(
     pool_seq: i64,
     now: Instant,
 ) -> Result<Timeline, StoreError> {
+    commitment_between(db, pool_seq, now, Instant::END_OF_TIME).await
+}
+
+/// The pool's total commitment over `[from, to)`: its value at `from` as one
+/// step, then the steps inside.
+pub async fn commitment_between(
+    db: &Db<'_>,
+    pool_seq: i64,
+    from: Instant,
+    to: Instant,
+) -> Result<Timeline, StoreError> {
     let base: i64 = db
         .query_one(
-            "SELECT COALESCE(SUM(delta), 0)::BIGINT FROM commitment_steps WHERE pool_seq = $1 AND at <= $2",
-            &[&pool_seq, &now.micros()],
+            concat!("SELECT ", committed_at!(), " FROM pools p WHERE p.seq = $2"),
+            &[&from.micros(), &pool_seq],
         )
         .await?
         .try_get(0)
         .db()?;
     let rows = db
         .query(
-            "SELECT at, SUM(delta)::BIGINT FROM commitment_steps WHERE pool_seq = $1 AND at > $2 GROUP BY at",
-            &[&pool_seq, &now.micros()],
+            "SELECT at, SUM(delta)::BIGINT FROM commitment_steps WHERE pool_seq = $1 AND at > $2 AND at < $3 GROUP BY at",
+            &[&pool_seq, &from.micros(), &to.micros()],
         )
         .await?;
     Ok(Timeline::from_steps(
-        std::iter::once((now, base)).chain(steps(&rows)?),
+        std::iter::once((from, base)).chain(steps(&rows)?),
     ))
+}
+
+/// The fold of migration 0008: adds the steps up to `$1` to the stored
+/// commitment of the pools not folded that far.
+macro_rules! fold {
+    () => {
+        "UPDATE pools SET committed_base = committed_base + \
+         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+          WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= $1)::BIGINT, \
+         committed_through = $1 WHERE committed_through < $1"
+    };
+}
+
+/// Folds the steps up to `to` into the stored commitment of one pool (whose
+/// row the caller has locked). Returns where the pool is folded to now.
+pub async fn fold_one(db: &Db<'_>, pool_seq: i64, to: Instant) -> Result<Instant, StoreError> {
+    db.execute(
+        concat!(fold!(), " AND seq = $2"),
+        &[&to.micros(), &pool_seq],
+    )
+    .await?;
+    let through: i64 = db
+        .query_one(
+            "SELECT committed_through FROM pools WHERE seq = $1",
+            &[&pool_seq],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    Ok(Instant::from_micros(through))
+}
+
+/// Folds every pool not folded up to `to`. Returns the pools moved.
+pub async fn fold_all(db: &Db<'_>, to: Instant) -> Result<usize, StoreError> {
+    Ok(db.execute(fold!(), &[&to.micros()]).await? as usize)
+}
+
+/// Records a change to the pool's supply or commitments: bumps its
+/// generation (what cached forecasts are keyed by) and `updated_at`, and adds
+/// `folded_delta` — the change to the steps at or before the fold — to the
+/// stored commitment.
+pub async fn touch(
+    db: &Db<'_>,
+    pool_seq: i64,
+    folded_delta: i64,
+    now: Instant,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE pools SET committed_base = committed_base + $1, generation = generation + 1, \
+         updated_at = $2 WHERE seq = $3",
+        &[&folded_delta, &now.micros(), &pool_seq],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn adjust(
@@ -374,11 +453,7 @@ pub async fn adjust(
         &scope.token_id,
     )
     .await?;
-    db.execute(
-        "UPDATE pools SET updated_at = $1 WHERE seq = $2",
-        &[&now.micros(), &seq],
-    )
-    .await?;
+    touch(db, seq, 0, now).await?;
     let (_, pool_after) = load(db, scope, id, now).await?;
     insert_event(
         db,

@@ -9,7 +9,7 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::{self, commitment_timeline, supply_timeline, workspace_org};
+use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline, workspace_org};
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::forecast::{PlanningPeriod, figures};
 use capacity_domain::ids::MintedPrefix;
@@ -323,7 +323,7 @@ pub async fn forecast_data(
         });
     };
     let supply = supply_timeline(db, pool_seq).await?;
-    let committed = commitment_timeline(db, pool_seq, period.start).await?;
+    let committed = commitment_between(db, pool_seq, period.start, period.end).await?;
     let supply_changes = db
         .query(
             "SELECT id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes \

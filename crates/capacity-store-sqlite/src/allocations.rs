@@ -239,13 +239,31 @@ fn ensure_service_line(
     }
 }
 
-/// Replaces an allocation's materialised commitment steps.
+/// Replaces an allocation's materialised commitment steps and records the
+/// change on its pool (`pools::touch`): the pool's stored commitment is first
+/// folded up to `now`, then moved by whatever the change does at or before
+/// the fold.
 pub fn write_steps(
     conn: &Connection,
     pool_seq: i64,
     alloc_seq: i64,
     timeline: &Timeline,
+    now: Instant,
 ) -> Result<(), StoreError> {
+    pools::fold(conn, Some(pool_seq), now)?;
+    let through = Instant::from_micros(
+        conn.prepare_cached("SELECT committed_through FROM pools WHERE seq = ?1")
+            .db()?
+            .query_row([pool_seq], |r| r.get(0))
+            .db()?,
+    );
+    let folded_before: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(delta), 0) FROM commitment_steps WHERE allocation_seq = ?1 AND at <= ?2",
+        )
+        .db()?
+        .query_row(params![alloc_seq, through.micros()], |r| r.get(0))
+        .db()?;
     conn.prepare_cached("DELETE FROM commitment_steps WHERE allocation_seq = ?1")
         .db()?
         .execute([alloc_seq])
@@ -257,7 +275,12 @@ pub fn write_steps(
         ins.execute(params![pool_seq, at.micros(), alloc_seq, delta])
             .db()?;
     }
-    Ok(())
+    pools::touch(
+        conn,
+        pool_seq,
+        timeline.value_at(through) - folded_before,
+        now,
+    )
 }
 
 pub fn create(
@@ -332,11 +355,7 @@ pub fn create(
     .db()?
     .execute(params![seq, starts_at.micros(), committed.thousandths(), resources])
     .db()?;
-    write_steps(conn, pool_seq, seq, &change)?;
-    conn.prepare_cached("UPDATE pools SET updated_at = ?1 WHERE seq = ?2")
-        .db()?
-        .execute(params![now.micros(), pool_seq])
-        .db()?;
+    write_steps(conn, pool_seq, seq, &change, now)?;
     let (_, alloc) = load(conn, scope, &AllocationId::from_trusted(id), now)?;
     let created =
         serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -480,11 +499,7 @@ pub fn patch(
     if terms_changed {
         replace_terms(conn, seq, &new.terms)?;
     }
-    write_steps(conn, pool_seq, seq, &new.commitment_timeline())?;
-    conn.prepare_cached("UPDATE pools SET updated_at = ?1 WHERE seq = ?2")
-        .db()?
-        .execute(params![now.micros(), pool_seq])
-        .db()?;
+    write_steps(conn, pool_seq, seq, &new.commitment_timeline(), now)?;
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut before_now = serde_json::Map::new();

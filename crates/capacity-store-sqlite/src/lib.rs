@@ -488,6 +488,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn fold_commitments(&self, now: Instant) -> Result<usize> {
+        self.writer.write(move |c| pools::fold(c, None, now)).await
+    }
+
     async fn evaluate_low_utilisation(
         &self,
         week_start: Instant,

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0005_evaluations",
     "0006_list_indexes",
     "0007_commitment_steps_clustered",
+    "0008_commitment_totals",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -9,12 +9,26 @@ use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, Works
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+/// The total commitment of pool row `p` at `?1`: the folded base plus or
+/// minus the steps between the fold and `?1` (migration 0008).
+macro_rules! committed_at {
+    () => {
+        "p.committed_base + CASE WHEN ?1 >= p.committed_through \
+         THEN (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+               WHERE c.pool_seq = p.seq AND c.at > p.committed_through AND c.at <= ?1) \
+         ELSE -(SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+               WHERE c.pool_seq = p.seq AND c.at > ?1 AND c.at <= p.committed_through) END"
+    };
+}
+
 /// Pool columns with supply and commitment read at `?1` (now).
-const SELECT: &str = "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+const SELECT: &str = concat!(
+    "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
     p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
-    (SELECT COALESCE(SUM(s.delta), 0) FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= ?1), \
-    (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c WHERE c.pool_seq = p.seq AND c.at <= ?1) \
-    FROM pools p";
+    (SELECT COALESCE(SUM(s.delta), 0) FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= ?1), ",
+    committed_at!(),
+    " FROM pools p"
+);
 
 fn row(r: &Row<'_>) -> rusqlite::Result<(i64, Option<Pool>)> {
     let seq: i64 = r.get(0)?;
@@ -237,26 +251,82 @@ pub fn commitment_timeline(
     pool_seq: i64,
     now: Instant,
 ) -> Result<Timeline, StoreError> {
+    commitment_between(conn, pool_seq, now, Instant::END_OF_TIME)
+}
+
+/// The pool's total commitment over `[from, to)`: its value at `from` as one
+/// step, then the steps inside.
+pub fn commitment_between(
+    conn: &Connection,
+    pool_seq: i64,
+    from: Instant,
+    to: Instant,
+) -> Result<Timeline, StoreError> {
     let base: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(delta), 0) FROM commitment_steps WHERE pool_seq = ?1 AND at <= ?2",
-        )
+        .prepare_cached(concat!(
+            "SELECT ",
+            committed_at!(),
+            " FROM pools p WHERE p.seq = ?2"
+        ))
         .db()?
-        .query_row(params![pool_seq, now.micros()], |r| r.get(0))
+        .query_row(params![from.micros(), pool_seq], |r| r.get(0))
         .db()?;
     let mut stmt = conn
-        .prepare_cached("SELECT at, SUM(delta) FROM commitment_steps WHERE pool_seq = ?1 AND at > ?2 GROUP BY at")
+        .prepare_cached(
+            "SELECT at, SUM(delta) FROM commitment_steps WHERE pool_seq = ?1 AND at > ?2 AND at < ?3 GROUP BY at",
+        )
         .db()?;
     let later = stmt
-        .query_map(params![pool_seq, now.micros()], |r| {
+        .query_map(params![pool_seq, from.micros(), to.micros()], |r| {
             Ok((Instant::from_micros(r.get(0)?), r.get::<_, i64>(1)?))
         })
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
     Ok(Timeline::from_steps(
-        std::iter::once((now, base)).chain(later),
+        std::iter::once((from, base)).chain(later),
     ))
+}
+
+/// Folds the steps up to `to` into the stored commitment of one pool, or of
+/// every pool not folded that far (migration 0008). Returns the pools moved.
+pub fn fold(conn: &Connection, pool_seq: Option<i64>, to: Instant) -> Result<usize, StoreError> {
+    macro_rules! fold {
+        () => {
+            "UPDATE pools SET committed_base = committed_base + \
+             (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+              WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= ?1), \
+             committed_through = ?1 WHERE committed_through < ?1"
+        };
+    }
+    match pool_seq {
+        Some(seq) => conn
+            .prepare_cached(concat!(fold!(), " AND seq = ?2"))
+            .db()?
+            .execute(params![to.micros(), seq]),
+        None => conn.prepare_cached(fold!()).db()?.execute([to.micros()]),
+    }
+    .db()
+}
+
+/// Records a change to the pool's supply or commitments: bumps its
+/// generation (what cached forecasts are keyed by) and `updated_at`, and adds
+/// `folded_delta` — the change to the steps at or before the fold — to the
+/// stored commitment.
+pub fn touch(
+    conn: &Connection,
+    pool_seq: i64,
+    folded_delta: i64,
+    now: Instant,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE pools SET committed_base = committed_base + ?1, generation = generation + 1, \
+         updated_at = ?2 WHERE seq = ?3",
+    )
+    .db()?
+    .execute(params![folded_delta, now.micros(), pool_seq])
+    .db()?;
+    Ok(())
 }
 
 pub fn adjust(
@@ -290,10 +360,7 @@ pub fn adjust(
         now,
         &scope.token_id,
     )?;
-    conn.prepare_cached("UPDATE pools SET updated_at = ?1 WHERE seq = ?2")
-        .db()?
-        .execute(params![now.micros(), seq])
-        .db()?;
+    touch(conn, seq, 0, now)?;
     let (_, pool_after) = load(conn, scope, id, now)?;
     insert_event(
         conn,

@@ -3,7 +3,7 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::{self, commitment_timeline, supply_timeline, workspace_org};
+use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline, workspace_org};
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::forecast::{PlanningPeriod, figures};
 use capacity_domain::ids::MintedPrefix;
@@ -326,7 +326,7 @@ pub fn forecast_data(
         });
     };
     let supply = supply_timeline(conn, pool_seq)?;
-    let committed = commitment_timeline(conn, pool_seq, period.start)?;
+    let committed = commitment_between(conn, pool_seq, period.start, period.end)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes \

@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
         $crate::conformance_test!($fresh, pools::a_scope_creates_pools_only_in_its_tenant);
         $crate::conformance_test!($fresh, pools::minted_ids_follow_reserved_sequences);
         $crate::conformance_test!($fresh, pools::pool_filters_select_what_they_name);
+        $crate::conformance_test!($fresh, pools::commitment_reads_do_not_depend_on_folding);
         $crate::conformance_test!(
             $fresh,
             adjustments::supply_changes_apply_now_or_when_scheduled

@@ -3,7 +3,7 @@
 use crate::*;
 use capacity_domain::MintedPrefix;
 use capacity_domain::model::SupplySource;
-use capacity_store::{EventFilter, PoolFilter};
+use capacity_store::{AllocationPatch, EventFilter, PoolFilter};
 use std::sync::Arc;
 
 pub async fn a_pool_starts_with_its_opening_supply(store: Arc<dyn Store>) {
@@ -201,4 +201,59 @@ pub async fn pool_filters_select_what_they_name(store: Arc<dyn Store>) {
         .await,
         vec![]
     );
+}
+
+/// A pool's commitment at any instant is the sum of its allocations'
+/// timelines, whether or not (and however far) the stored running total has
+/// been folded — forward past now, backfilled allocations before the fold,
+/// changes at instants already folded.
+pub async fn commitment_reads_do_not_depend_on_folding(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let pool = talent_pool(s, 1000).await;
+    let day = |n: i64| now().plus_micros(days(n));
+    let mut backfill = new_allocation(&pool.id, 1, 100);
+    backfill.starts_at = Some(day(-30));
+    backfill.ends_at = Some(day(10));
+    let x = s
+        .create_allocation(&platform(), backfill, now())
+        .await
+        .unwrap();
+    let expect = |x_ends: i64, y: bool| {
+        move |t: i64| {
+            let x = if (-30..x_ends).contains(&t) { 100 } else { 0 };
+            let y = if y && t >= 0 { 50 } else { 0 };
+            th(x + y)
+        }
+    };
+    let check = |value: Box<dyn Fn(i64) -> i64 + Send>, label: &'static str| {
+        let store = store.clone();
+        let pool = pool.id.clone();
+        async move {
+            for t in [-31, -30, -1, 0, 4, 5, 6, 9, 10, 11, 19, 20, 21, 45] {
+                let read = store.get_pool(&platform(), &pool, day(t)).await.unwrap();
+                assert_eq!(read.allocated, value(t), "{label}: day {t}");
+            }
+        }
+    };
+    check(Box::new(expect(10, false)), "before any fold").await;
+    assert_eq!(store.fold_commitments(day(20)).await.unwrap(), 1);
+    check(Box::new(expect(10, false)), "folded ahead of now").await;
+
+    // Changes at instants the fold already covers.
+    allocate(s, &pool.id, 2, 50).await.unwrap();
+    check(Box::new(expect(10, true)), "a create inside the fold").await;
+    let shorten = AllocationPatch {
+        ends_at: Some(Some(day(5))),
+        ..Default::default()
+    };
+    s.patch_allocation(&platform(), &x.id, shorten, now())
+        .await
+        .unwrap();
+    check(Box::new(expect(5, true)), "an end moved inside the fold").await;
+
+    // Folding never moves backwards, and moving it on changes no read.
+    assert_eq!(store.fold_commitments(day(-100)).await.unwrap(), 0);
+    check(Box::new(expect(5, true)), "an earlier fold").await;
+    assert_eq!(store.fold_commitments(day(40)).await.unwrap(), 1);
+    check(Box::new(expect(5, true)), "folded further").await;
 }

@@ -720,6 +720,11 @@ pub trait Store: Send + Sync + 'static {
         now: Instant,
     ) -> Result<()>;
 
+    /// Folds every pool's commitment steps up to `now` into its stored
+    /// running total, so reads of "now" sum only the steps since (a
+    /// background chore; results never depend on it). Returns the pools moved.
+    async fn fold_commitments(&self, now: Instant) -> Result<usize>;
+
     /// The weekly evaluation: records `capacity.utilisation_low` for every
     /// active allocation whose utilisation in the week before `week_start`
     /// is below `threshold_tenths`. Runs once per week however many
