@@ -270,13 +270,14 @@ pub async fn demand(
     let ratio = d.pool.as_ref().map_or(1000, |p| p.overcommit_ratio);
     let pool_period = d.pool.as_ref().map_or(rt.default_period(), |p| p.period);
     let unit = unit_name(rt);
-    let f = figures(&d.supply, ratio, &d.committed, &d.pending, period);
+    let pp = &*d.pool_period;
+    let f = figures(&pp.supply, ratio, &pp.committed, &d.pending, period);
     let q = Quantity::from_thousandths;
     let weeks: Vec<_> = period
         .weeks()
         .into_iter()
         .map(|w| {
-            let wf = figures(&d.supply, ratio, &d.committed, &d.pending, w);
+            let wf = figures(&pp.supply, ratio, &pp.committed, &d.pending, w);
             json!({
                 "week_start": w.start.week_start(), "from": w.start, "to": w.end,
                 "current_committed": q(wf.committed), "pending_requests": q(wf.pending),
@@ -293,7 +294,6 @@ pub async fn demand(
         );
         Percent::from_tenths(tenths as i64)
     });
-    let expiring_total: i64 = d.expiring.iter().map(|e| e.committed.thousandths()).sum();
     let body = json!({ "data": {
         "workspace_id": ws,
         "resource_type": rt,
@@ -308,13 +308,13 @@ pub async fn demand(
         "supply_gap": q(f.gap),
         "recommendation": recommendation(&f, unit, &label),
         "weeks": weeks,
-        "expiring_commitments": q(expiring_total),
-        "expiring_allocations_count": d.expiring.len(),
-        "expiring_allocations": d.expiring.iter().take(100).map(|e| json!({
+        "expiring_commitments": pp.expiring_total,
+        "expiring_allocations_count": pp.expiring_count,
+        "expiring_allocations": pp.expiring.iter().map(|e| json!({
             "allocation_id": e.allocation_id, "service_line_id": e.service_line_id,
             "committed": e.committed, "ends_at": e.ends_at,
         })).collect::<Vec<_>>(),
-        "scheduled_supply_changes": d.supply_changes,
+        "scheduled_supply_changes": pp.supply_changes,
         "projected_utilisation_percent": projected,
     }});
     Ok(axum::Json(body).into_response())

@@ -7,7 +7,7 @@ use crate::timeline::{RatioThousandths, Timeline};
 
 /// A planning period: a quarter (`2026-Q3`), a month (`2026-07`) or an ISO
 /// week (`2026-W27`), as a half-open range of instants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PlanningPeriod {
     pub start: Instant,
     pub end: Instant,

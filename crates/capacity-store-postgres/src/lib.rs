@@ -125,6 +125,7 @@ impl Default for Options {
 
 pub struct PostgresStore {
     pool: PgPool,
+    forecasts: std::sync::Arc<capacity_store::ForecastCache>,
 }
 
 /// Is this a URL the PostgreSQL backend opens?
@@ -182,7 +183,10 @@ impl PostgresStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            forecasts: Default::default(),
+        };
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
         Ok(store)
@@ -674,7 +678,10 @@ impl Store for PostgresStore {
     ) -> Result<ForecastData> {
         self.run(Mode::Snapshot, |db| {
             let (scope, ws) = (scope.clone(), workspace_id.clone());
-            unit!(requests::forecast_data(db, &scope, &ws, resource_type, period, now).await)
+            let cache = self.forecasts.clone();
+            unit!(
+                requests::forecast_data(db, &scope, &ws, resource_type, period, now, &cache).await
+            )
         })
         .await
     }

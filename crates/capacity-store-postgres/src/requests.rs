@@ -13,17 +13,18 @@ use crate::pools::{self, commitment_between, commitment_timeline, supply_timelin
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::forecast::{PlanningPeriod, figures};
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::model::{Adjustment, DemandRequest, RequestStatus, SupplySource};
+use capacity_domain::model::{Adjustment, DemandRequest, Pool, RequestStatus, SupplySource};
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::Timeline;
 use capacity_domain::{
-    AllocationId, Delta, Instant, OrgId, Period, Quantity, ResourceType, WorkspaceId,
+    AllocationId, Delta, Instant, OrgId, Period, Quantity, ResourceType, ServiceLineId, WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, CostData, Expiring, ForecastData, NewDemandRequest, Page, PageRequest,
-    PoolFilter, RequestFilter, RequestUpdate, Scope, StoreError,
+    AllocationFilter, CostData, Expiring, ForecastCache, ForecastData, NewDemandRequest, Page,
+    PageRequest, PoolFilter, PoolPeriod, RequestFilter, RequestUpdate, Scope, StoreError,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_postgres::Row;
 
 const SELECT: &str = "SELECT seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, ends_at, \
@@ -299,6 +300,7 @@ pub async fn forecast_data(
     rt: ResourceType,
     period: PlanningPeriod,
     now: Instant,
+    cache: &ForecastCache,
 ) -> Result<ForecastData, StoreError> {
     let pending = {
         // Only requests this scope may see count.
@@ -314,21 +316,63 @@ pub async fn forecast_data(
     let Some((pool_seq, pool)) = pools::find(db, scope, ws, rt, now).await? else {
         return Ok(ForecastData {
             pool: None,
-            supply: Timeline::default(),
-            committed: Timeline::default(),
+            pool_period: Default::default(),
             pending,
-            supply_changes: Vec::new(),
-            expiring: Vec::new(),
             usage_last_12_weeks: Quantity::ZERO,
         });
     };
+    // The generation first, then the data (see `ForecastCache`).
+    let generation: i64 = db
+        .query_one("SELECT generation FROM pools WHERE seq = $1", &[&pool_seq])
+        .await?
+        .try_get(0)
+        .db()?;
+    let pool_period = match cache.get(pool_seq, generation, period) {
+        Some(cached) => cached,
+        None => {
+            let read = Arc::new(pool_period(db, &pool, pool_seq, period).await?);
+            cache.insert(pool_seq, generation, period, read.clone());
+            read
+        }
+    };
+    let this_week = now.week_start();
+    let usage: i64 = db
+        .query_one(
+            "SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
+             WHERE pool_seq = $1 AND week_start >= $2 AND week_start < $3",
+            &[
+                &pool_seq,
+                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
+                &this_week.micros(),
+            ],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    Ok(ForecastData {
+        pool: Some(pool),
+        pool_period,
+        pending,
+        usage_last_12_weeks: Quantity::from_thousandths(usage),
+    })
+}
+
+/// The pool's supply and commitments over the period.
+async fn pool_period(
+    db: &Db<'_>,
+    pool: &Pool,
+    pool_seq: i64,
+    period: PlanningPeriod,
+) -> Result<PoolPeriod, StoreError> {
     let supply = supply_timeline(db, pool_seq).await?;
     let committed = commitment_between(db, pool_seq, period.start, period.end).await?;
+    let range: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&pool_seq, &period.start.micros(), &period.end.micros()];
     let supply_changes = db
         .query(
             "SELECT id, delta, reason, source, effective_at, created_at, created_by FROM supply_changes \
              WHERE pool_seq = $1 AND effective_at >= $2 AND effective_at < $3 ORDER BY effective_at, seq",
-            &[&pool_seq, &period.start.micros(), &period.end.micros()],
+            &range,
         )
         .await?
         .iter()
@@ -347,62 +391,26 @@ pub async fn forecast_data(
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
-    let ending: Vec<String> = db
-        .query(
-            "SELECT id FROM allocations WHERE pool_seq = $1 AND \
-             ((ends_at >= $2 AND ends_at < $3) OR (closed_at >= $2 AND closed_at < $3)) ORDER BY seq",
-            &[&pool_seq, &period.start.micros(), &period.end.micros()],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<Vec<_>, _>>()
-        .db()?;
-    // Every ending allocation in one read, not one read each.
+    // What ends inside the period is read off the commitment steps: the step
+    // at an allocation's end (or closing) is minus what it committed just
+    // before.
     let mut expiring = Vec::new();
-    for a in allocations::load_many(db, scope, ending, now).await? {
-        let end = [a.ends_at, a.closed_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(Instant::END_OF_TIME);
-        let committed = a.commitment_timeline().value_at(end.plus_micros(-1));
-        if committed > 0 {
+    for col in ["ends_at", "closed_at"] {
+        let sql = format!(
+            "SELECT a.id, a.service_line_id, c.at, -c.delta FROM allocations a \
+             JOIN commitment_steps c ON c.pool_seq = a.pool_seq AND c.allocation_seq = a.seq AND c.at = a.{col} \
+             WHERE a.pool_seq = $1 AND a.{col} >= $2 AND a.{col} < $3 AND c.delta < 0"
+        );
+        for r in db.query(&sql, &range).await? {
             expiring.push(Expiring {
-                allocation_id: a.id,
-                service_line_id: a.service_line_id,
-                committed: Quantity::from_thousandths(committed),
-                ends_at: end,
+                allocation_id: AllocationId::from_trusted(r.try_get(0).db()?),
+                service_line_id: ServiceLineId::from_trusted(r.try_get(1).db()?),
+                ends_at: Instant::from_micros(r.try_get(2).db()?),
+                committed: Quantity::from_thousandths(r.try_get(3).db()?),
             });
         }
     }
-    // The same order as SQLite's: by end, then id (the API lists the first 100).
-    expiring.sort_by(|x, y| {
-        (x.ends_at, x.allocation_id.as_str()).cmp(&(y.ends_at, y.allocation_id.as_str()))
-    });
-    let this_week = now.week_start();
-    let usage: i64 = db
-        .query_one(
-            "SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
-             WHERE pool_seq = $1 AND week_start >= $2 AND week_start < $3",
-            &[
-                &pool_seq,
-                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
-                &this_week.micros(),
-            ],
-        )
-        .await?
-        .try_get(0)
-        .db()?;
-    Ok(ForecastData {
-        pool: Some(pool),
-        supply,
-        committed,
-        pending,
-        supply_changes,
-        expiring,
-        usage_last_12_weeks: Quantity::from_thousandths(usage),
-    })
+    Ok(PoolPeriod::new(supply, committed, supply_changes, expiring))
 }
 
 pub async fn cost_data(

@@ -50,6 +50,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Read connections lent out right now (for `/metrics`).
     readers_in_use: std::sync::atomic::AtomicUsize,
+    forecasts: capacity_store::ForecastCache,
 }
 
 /// Idle read connections kept at most.
@@ -100,6 +101,7 @@ impl SqliteStore {
             writer: Writer::start(conn),
             readers: Mutex::new(Vec::new()),
             readers_in_use: std::sync::atomic::AtomicUsize::new(0),
+            forecasts: Default::default(),
         })
     }
 
@@ -413,7 +415,17 @@ impl Store for SqliteStore {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<ForecastData> {
-        self.read(|c| requests::forecast_data(c, scope, workspace_id, resource_type, period, now))
+        self.read(|c| {
+            requests::forecast_data(
+                c,
+                scope,
+                workspace_id,
+                resource_type,
+                period,
+                now,
+                &self.forecasts,
+            )
+        })
     }
 
     async fn cost_data(

@@ -14,10 +14,11 @@ use capacity_domain::{
     AllocationId, Delta, Instant, OrgId, Period, Quantity, ResourceType, WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, CostData, Expiring, ForecastData, NewDemandRequest, Page, PageRequest,
-    PoolFilter, RequestFilter, RequestUpdate, Scope, StoreError,
+    AllocationFilter, CostData, Expiring, ForecastCache, ForecastData, NewDemandRequest, Page,
+    PageRequest, PoolFilter, PoolPeriod, RequestFilter, RequestUpdate, Scope, StoreError,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::Arc;
 
 const SELECT: &str = "SELECT seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, ends_at, \
     note, status, allocation_id, created_at, updated_at, \
@@ -303,6 +304,7 @@ pub fn forecast_data(
     rt: ResourceType,
     period: PlanningPeriod,
     now: Instant,
+    cache: &ForecastCache,
 ) -> Result<ForecastData, StoreError> {
     let pending = {
         // Only requests this scope may see count.
@@ -317,14 +319,48 @@ pub fn forecast_data(
     let Some((pool_seq, pool)) = workspace_pool(conn, scope, ws, rt, now)? else {
         return Ok(ForecastData {
             pool: None,
-            supply: Timeline::default(),
-            committed: Timeline::default(),
+            pool_period: Default::default(),
             pending,
-            supply_changes: Vec::new(),
-            expiring: Vec::new(),
             usage_last_12_weeks: Quantity::ZERO,
         });
     };
+    // The generation first, then the data (see `ForecastCache`).
+    let generation: i64 = conn
+        .prepare_cached("SELECT generation FROM pools WHERE seq = ?1")
+        .db()?
+        .query_row([pool_seq], |r| r.get(0))
+        .db()?;
+    let pool_period = match cache.get(pool_seq, generation, period) {
+        Some(cached) => cached,
+        None => {
+            let read = Arc::new(pool_period(conn, &pool, pool_seq, period)?);
+            cache.insert(pool_seq, generation, period, read.clone());
+            read
+        }
+    };
+    let this_week = now.week_start();
+    let usage: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(quantity), 0) FROM pool_usage_weeks WHERE pool_seq = ?1 AND week_start >= ?2 AND week_start < ?3",
+        )
+        .db()?
+        .query_row(params![pool_seq, this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(), this_week.micros()], |r| r.get(0))
+        .db()?;
+    Ok(ForecastData {
+        pool: Some(pool),
+        pool_period,
+        pending,
+        usage_last_12_weeks: Quantity::from_thousandths(usage),
+    })
+}
+
+/// The pool's supply and commitments over the period.
+fn pool_period(
+    conn: &Connection,
+    pool: &Pool,
+    pool_seq: i64,
+    period: PlanningPeriod,
+) -> Result<PoolPeriod, StoreError> {
     let supply = supply_timeline(conn, pool_seq)?;
     let committed = commitment_between(conn, pool_seq, period.start, period.end)?;
     let mut stmt = conn
@@ -354,19 +390,13 @@ pub fn forecast_data(
         .collect::<Result<Vec<_>, _>>()
         .db()?;
     // What ends inside the period is read off the commitment steps: the step
-    // at an allocation's end is minus what it committed just before.
-    // Closing happens at the moment of the request, so only periods that
-    // have started can hold a close.
+    // at an allocation's end (or closing) is minus what it committed just
+    // before.
     let mut expiring = Vec::new();
     let ends = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM allocations a \
          JOIN commitment_steps c ON c.pool_seq = a.pool_seq AND c.allocation_seq = a.seq AND c.at = a.{col} \
-         WHERE a.pool_seq = ?1 AND a.{col} >= ?2 AND a.{col} < ?3 AND c.delta < 0 ORDER BY c.at, a.seq";
-    let columns: &[&str] = if period.start <= now {
-        &["ends_at", "closed_at"]
-    } else {
-        &["ends_at"]
-    };
-    for col in columns {
+         WHERE a.pool_seq = ?1 AND a.{col} >= ?2 AND a.{col} < ?3 AND c.delta < 0";
+    for col in ["ends_at", "closed_at"] {
         let mut stmt = conn.prepare_cached(&ends.replace("{col}", col)).db()?;
         let rows = stmt
             .query_map(
@@ -385,28 +415,7 @@ pub fn forecast_data(
             .db()?;
         expiring.extend(rows);
     }
-    // An allocation closed before its end date ends once.
-    expiring.sort_by(|x, y| {
-        (x.ends_at, x.allocation_id.as_str()).cmp(&(y.ends_at, y.allocation_id.as_str()))
-    });
-    expiring.dedup_by(|x, y| x.allocation_id == y.allocation_id);
-    let this_week = now.week_start();
-    let usage: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(quantity), 0) FROM pool_usage_weeks WHERE pool_seq = ?1 AND week_start >= ?2 AND week_start < ?3",
-        )
-        .db()?
-        .query_row(params![pool_seq, this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(), this_week.micros()], |r| r.get(0))
-        .db()?;
-    Ok(ForecastData {
-        pool: Some(pool),
-        supply,
-        committed,
-        pending,
-        supply_changes,
-        expiring,
-        usage_last_12_weeks: Quantity::from_thousandths(usage),
-    })
+    Ok(PoolPeriod::new(supply, committed, supply_changes, expiring))
 }
 
 pub fn cost_data(

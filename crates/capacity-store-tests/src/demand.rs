@@ -303,17 +303,20 @@ pub async fn forecast_data_reads_the_timelines_of_the_period(store: Arc<dyn Stor
     };
     let d = read(platform(), ResourceType::TalentHours).await;
     assert_eq!(d.pool.as_ref().map(|p| p.id.clone()), Some(pool.id.clone()));
-    let f = figures(&d.supply, 1000, &d.committed, &d.pending, q3);
+    let p = &d.pool_period;
+    let f = figures(&p.supply, 1000, &p.committed, &d.pending, q3);
     assert_eq!(
         (f.committed, f.pending, f.available, f.gap),
         (th(160), th(80), th(40), th(40))
     );
-    assert!(d.supply_changes.is_empty());
-    assert!(d.expiring.is_empty());
+    assert!(p.supply_changes.is_empty());
+    assert!(p.expiring.is_empty());
+    assert_eq!((p.expiring_count, p.expiring_total), (0, units(0)));
     // 12 × 30 + 6 × 50; the 13th week back is outside.
     assert_eq!(d.usage_last_12_weeks, units(660));
 
-    // A supply increase and an allocation ending inside the quarter.
+    // A supply increase and an allocation ending inside the quarter (read
+    // after the forecast above: nothing of it may be served from before).
     let (adj, _) = s
         .adjust_supply(
             &platform(),
@@ -343,16 +346,18 @@ pub async fn forecast_data_reads_the_timelines_of_the_period(store: Arc<dyn Stor
     .await
     .unwrap();
     let d = read(platform(), ResourceType::TalentHours).await;
-    let changes: Vec<_> = d.supply_changes.iter().map(|c| c.id.clone()).collect();
+    let p = &d.pool_period;
+    let changes: Vec<_> = p.supply_changes.iter().map(|c| c.id.clone()).collect();
     assert_eq!(changes, vec![adj.id]);
-    assert_eq!(d.expiring.len(), 1);
-    assert_eq!(d.expiring[0].allocation_id, allocations[1].id);
-    assert_eq!(d.expiring[0].service_line_id, line(2));
-    assert_eq!(d.expiring[0].committed, units(60));
-    assert_eq!(d.expiring[0].ends_at, at("2026-08-15T00:00:00Z"));
-    assert_eq!(d.supply.value_at(at("2026-08-01T00:00:00Z")), th(220));
-    assert_eq!(d.committed.value_at(at("2026-08-15T00:00:00Z")), th(100));
-    let f = figures(&d.supply, 1000, &d.committed, &d.pending, q3);
+    assert_eq!(p.expiring.len(), 1);
+    assert_eq!((p.expiring_count, p.expiring_total), (1, units(60)));
+    assert_eq!(p.expiring[0].allocation_id, allocations[1].id);
+    assert_eq!(p.expiring[0].service_line_id, line(2));
+    assert_eq!(p.expiring[0].committed, units(60));
+    assert_eq!(p.expiring[0].ends_at, at("2026-08-15T00:00:00Z"));
+    assert_eq!(p.supply.value_at(at("2026-08-01T00:00:00Z")), th(220));
+    assert_eq!(p.committed.value_at(at("2026-08-15T00:00:00Z")), th(100));
+    let f = figures(&p.supply, 1000, &p.committed, &d.pending, q3);
     // The peak (160) is held from July 1 to August 15: supply is read where
     // it is least (200).
     assert_eq!((f.committed, f.available, f.gap), (th(160), th(40), th(40)));

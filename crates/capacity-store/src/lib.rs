@@ -7,7 +7,9 @@
 //! and PostgreSQL cannot disagree.
 #![forbid(unsafe_code)]
 
+mod forecast_cache;
 mod scope;
+pub use forecast_cache::{EXPIRING_LISTED, ForecastCache, PoolPeriod};
 pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
 
 use async_trait::async_trait;
@@ -414,12 +416,10 @@ pub struct Expiring {
 pub struct ForecastData {
     /// The workspace's pool of that type, if it has one.
     pub pool: Option<Pool>,
-    pub supply: Timeline,
-    pub committed: Timeline,
+    /// The pool's supply and commitments over the period (shared with the
+    /// store's [`ForecastCache`]).
+    pub pool_period: std::sync::Arc<PoolPeriod>,
     pub pending: Timeline,
-    /// Ledger entries effective inside the period.
-    pub supply_changes: Vec<Adjustment>,
-    pub expiring: Vec<Expiring>,
     /// Usage of the pool's allocations over the last 12 complete weeks.
     pub usage_last_12_weeks: Quantity,
 }
