@@ -102,24 +102,38 @@ pub fn figures(
     pending: &Timeline,
     window: PlanningPeriod,
 ) -> Figures {
-    let mut points: Vec<Instant> = std::iter::once(window.start)
-        .chain(
-            [supply, committed]
-                .iter()
-                .flat_map(|t| t.steps_inside(window.start, window.end).iter().map(|s| s.0)),
-        )
-        .collect();
-    points.sort();
-    points.dedup();
-    let capacity_at =
-        |t: Instant| (supply.value_at(t) as i128 * ratio as i128).div_euclid(1000) as i64;
-    let (mut peak, mut cap) = (i64::MIN, 0);
-    for t in points {
-        let c = committed.value_at(t);
-        let s = capacity_at(t);
-        if c > peak || (c == peak && s < cap) {
+    let capacity_at = |supply: i64| (supply as i128 * ratio as i128).div_euclid(1000) as i64;
+    // Walk both timelines' steps inside the window in time order, judging the
+    // window's start and every instant where either changes.
+    let (s_steps, c_steps) = (
+        supply.steps_inside(window.start, window.end),
+        committed.steps_inside(window.start, window.end),
+    );
+    let (mut s, mut c) = (
+        supply.value_at(window.start),
+        committed.value_at(window.start),
+    );
+    let (mut si, mut ci) = (0, 0);
+    let (mut peak, mut cap) = (c, capacity_at(s));
+    loop {
+        let t = match (s_steps.get(si), c_steps.get(ci)) {
+            (None, None) => break,
+            (Some(a), Some(b)) => a.0.min(b.0),
+            (Some(a), None) => a.0,
+            (None, Some(b)) => b.0,
+        };
+        while let Some(&(_, d)) = s_steps.get(si).filter(|x| x.0 == t) {
+            s += d;
+            si += 1;
+        }
+        while let Some(&(_, d)) = c_steps.get(ci).filter(|x| x.0 == t) {
+            c += d;
+            ci += 1;
+        }
+        let here = capacity_at(s);
+        if c > peak || (c == peak && here < cap) {
             peak = c;
-            cap = s;
+            cap = here;
         }
     }
     let pending = pending.peak(window.start, window.end).max(0);
@@ -262,5 +276,32 @@ mod tests {
         assert!(recommendation(&f(190, 5, 10, 200), "u", "P").contains("only just"));
         assert!(recommendation(&f(20, 10, 180, 200), "u", "P").contains("well above"));
         assert!(recommendation(&f(120, 20, 80, 200), "u", "P").contains("comfortably"));
+    }
+
+    proptest::proptest! {
+        /// The figures match their definition: the largest commitment over
+        /// the window's start and every step instant inside it, with supply
+        /// read where that peak is held with least supply.
+        #[test]
+        fn figures_match_the_definition(
+            supply in proptest::collection::vec((0i64..40, -50_000i64..80_000), 1..12),
+            committed in proptest::collection::vec((0i64..40, -30_000i64..60_000), 0..40),
+            from in 0i64..30, len in 1i64..15, ratio in 500i64..2000,
+        ) {
+            let h = |x: i64| Instant::from_micros(x * 3_600_000_000);
+            let s = Timeline::from_steps(supply.iter().map(|&(t, d)| (h(t), d)));
+            let c = Timeline::from_steps(committed.iter().map(|&(t, d)| (h(t), d)));
+            let window = PlanningPeriod { start: h(from), end: h(from + len) };
+            let f = figures(&s, ratio, &c, &Timeline::default(), window);
+            let cap = |t: Instant| (s.value_at(t) as i128 * ratio as i128).div_euclid(1000) as i64;
+            let mut points: Vec<Instant> = std::iter::once(window.start)
+                .chain(s.steps().iter().chain(c.steps()).map(|x| x.0).filter(|&t| t > window.start && t < window.end))
+                .collect();
+            points.sort();
+            let peak = points.iter().map(|&t| c.value_at(t)).max().unwrap();
+            let least = points.iter().filter(|&&t| c.value_at(t) == peak).map(|&t| cap(t)).min().unwrap();
+            proptest::prop_assert_eq!((f.committed, f.capacity), (peak, least));
+            proptest::prop_assert_eq!(f.available, (least - peak).max(0));
+        }
     }
 }

@@ -407,17 +407,22 @@ pub async fn create(
     )
     .await?;
     write_steps(db, pool_seq, seq, &change, now).await?;
-    let (_, alloc) = load(db, scope, &AllocationId::from_trusted(id), now).await?;
+    let alloc = new.record(
+        AllocationId::from_trusted(id),
+        &pool,
+        starts_at,
+        committed,
+        now,
+    );
     let created =
         serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let none = serde_json::Value::Null;
     write_history(
         db,
         seq,
         "created",
         &scope.token_id,
         None,
-        &none,
+        &serde_json::Value::Null,
         &created,
         starts_at,
         now,
@@ -428,7 +433,7 @@ pub async fn create(
         "capacity.allocation.created",
         &alloc.organization_id,
         &alloc.workspace_id,
-        alloc.view(now),
+        &created,
         now,
     )
     .await?;
@@ -628,7 +633,7 @@ pub async fn patch(
         .await?;
     }
 
-    let (_, updated) = load(db, scope, id, now).await?;
+    let updated = new;
     let (org, ws) = (&updated.organization_id, &updated.workspace_id);
     insert_event(
         db,

@@ -239,35 +239,32 @@ fn ensure_service_line(
     }
 }
 
-/// Replaces an allocation's materialised commitment steps and records the
-/// change on its pool (`pools::touch`): the pool's stored commitment is first
-/// folded up to `now`, then moved by whatever the change does at or before
-/// the fold.
+/// Writes an allocation's materialised commitment steps (replacing its
+/// earlier ones when `replacing`) and records the change on its pool
+/// (`pools::touch`), keeping the pool's stored running commitment exact.
 pub fn write_steps(
     conn: &Connection,
     pool_seq: i64,
     alloc_seq: i64,
+    replacing: bool,
     timeline: &Timeline,
     now: Instant,
 ) -> Result<(), StoreError> {
-    pools::fold(conn, Some(pool_seq), now)?;
-    let through = Instant::from_micros(
-        conn.prepare_cached("SELECT committed_through FROM pools WHERE seq = ?1")
-            .db()?
-            .query_row([pool_seq], |r| r.get(0))
-            .db()?,
-    );
-    let folded_before: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(delta), 0) FROM commitment_steps WHERE allocation_seq = ?1 AND at <= ?2",
-        )
-        .db()?
-        .query_row(params![alloc_seq, through.micros()], |r| r.get(0))
-        .db()?;
-    conn.prepare_cached("DELETE FROM commitment_steps WHERE allocation_seq = ?1")
-        .db()?
-        .execute([alloc_seq])
-        .db()?;
+    let through = pools::folded_through(conn, pool_seq)?;
+    let mut folded_before = 0;
+    if replacing {
+        let mut del = conn
+            .prepare_cached(
+                "DELETE FROM commitment_steps WHERE allocation_seq = ?1 RETURNING at, delta",
+            )
+            .db()?;
+        let mut rows = del.query([alloc_seq]).db()?;
+        while let Some(r) = rows.next().db()? {
+            if r.get::<_, i64>(0).db()? <= through.micros() {
+                folded_before += r.get::<_, i64>(1).db()?;
+            }
+        }
+    }
     let mut ins = conn
         .prepare_cached("INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) VALUES (?1, ?2, ?3, ?4)")
         .db()?;
@@ -278,6 +275,7 @@ pub fn write_steps(
     pools::touch(
         conn,
         pool_seq,
+        through,
         timeline.value_at(through) - folded_before,
         now,
     )
@@ -328,6 +326,13 @@ pub fn create(
     })?;
 
     let (seq, id) = mint_id(conn, MintedPrefix::Allocation, now)?;
+    let alloc = new.record(
+        AllocationId::from_trusted(id),
+        &pool,
+        starts_at,
+        committed,
+        now,
+    );
     conn.prepare_cached(
         "INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, resource_type, \
          status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
@@ -336,37 +341,35 @@ pub fn create(
     .db()?
     .execute(params![
         seq,
-        id,
+        alloc.id.as_str(),
         pool_seq,
-        pool.workspace_id.as_str(),
-        pool.organization_id.as_str(),
-        new.service_line_id.as_str(),
-        pool.resource_type.as_str(),
+        alloc.workspace_id.as_str(),
+        alloc.organization_id.as_str(),
+        alloc.service_line_id.as_str(),
+        alloc.resource_type.as_str(),
         starts_at.micros(),
-        new.ends_at.map(|e| e.micros()),
+        alloc.ends_at.map(|e| e.micros()),
         now.micros(),
     ])
     .db()?;
-    let resources =
-        serde_json::to_string(&new.resources).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let resources = serde_json::to_string(&alloc.terms[0].resources)
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) VALUES (?1, ?2, ?3, ?4, NULL)",
     )
     .db()?
     .execute(params![seq, starts_at.micros(), committed.thousandths(), resources])
     .db()?;
-    write_steps(conn, pool_seq, seq, &change, now)?;
-    let (_, alloc) = load(conn, scope, &AllocationId::from_trusted(id), now)?;
+    write_steps(conn, pool_seq, seq, false, &change, now)?;
     let created =
         serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let none = serde_json::Value::Null;
     write_history(
         conn,
         seq,
         "created",
         &scope.token_id,
         None,
-        &none,
+        &serde_json::Value::Null,
         &created,
         starts_at,
         now,
@@ -376,7 +379,7 @@ pub fn create(
         "capacity.allocation.created",
         &alloc.organization_id,
         &alloc.workspace_id,
-        alloc.view(now),
+        &created,
         now,
     )?;
     Ok(alloc)
@@ -499,7 +502,7 @@ pub fn patch(
     if terms_changed {
         replace_terms(conn, seq, &new.terms)?;
     }
-    write_steps(conn, pool_seq, seq, &new.commitment_timeline(), now)?;
+    write_steps(conn, pool_seq, seq, true, &new.commitment_timeline(), now)?;
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut before_now = serde_json::Map::new();
@@ -551,7 +554,7 @@ pub fn patch(
         )?;
     }
 
-    let (_, updated) = load(conn, scope, id, now)?;
+    let updated = new;
     let (org, ws) = (&updated.organization_id, &updated.workspace_id);
     insert_event(
         conn,

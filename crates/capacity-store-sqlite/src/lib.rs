@@ -501,7 +501,7 @@ impl Store for SqliteStore {
     }
 
     async fn fold_commitments(&self, now: Instant) -> Result<usize> {
-        self.writer.write(move |c| pools::fold(c, None, now)).await
+        self.writer.write(move |c| pools::fold_all(c, now)).await
     }
 
     async fn evaluate_low_utilisation(

@@ -288,43 +288,56 @@ pub fn commitment_between(
     ))
 }
 
-/// Folds the steps up to `to` into the stored commitment of one pool, or of
-/// every pool not folded that far (migration 0008). Returns the pools moved.
-pub fn fold(conn: &Connection, pool_seq: Option<i64>, to: Instant) -> Result<usize, StoreError> {
-    macro_rules! fold {
-        () => {
-            "UPDATE pools SET committed_base = committed_base + \
-             (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
-              WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= ?1), \
-             committed_through = ?1 WHERE committed_through < ?1"
-        };
-    }
-    match pool_seq {
-        Some(seq) => conn
-            .prepare_cached(concat!(fold!(), " AND seq = ?2"))
-            .db()?
-            .execute(params![to.micros(), seq]),
-        None => conn.prepare_cached(fold!()).db()?.execute([to.micros()]),
-    }
+/// Folds the steps up to `to` into the stored commitment of every pool not
+/// folded that far (migration 0008). Returns the pools moved.
+pub fn fold_all(conn: &Connection, to: Instant) -> Result<usize, StoreError> {
+    conn.prepare_cached(
+        "UPDATE pools SET committed_base = committed_base + \
+         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+          WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= ?1), \
+         committed_through = ?1 WHERE committed_through < ?1",
+    )
+    .db()?
+    .execute([to.micros()])
     .db()
 }
 
-/// Records a change to the pool's supply or commitments: bumps its
-/// generation (what cached forecasts are keyed by) and `updated_at`, and adds
-/// `folded_delta` — the change to the steps at or before the fold — to the
-/// stored commitment.
+/// Where a pool's stored commitment is folded to (migration 0008).
+pub fn folded_through(conn: &Connection, pool_seq: i64) -> Result<Instant, StoreError> {
+    Ok(Instant::from_micros(
+        conn.prepare_cached("SELECT committed_through FROM pools WHERE seq = ?1")
+            .db()?
+            .query_row([pool_seq], |r| r.get(0))
+            .db()?,
+    ))
+}
+
+/// Records a change to the pool's supply or commitments, after its
+/// commitment steps were written: bumps its generation (what cached
+/// forecasts are keyed by) and `updated_at`, adds `folded_delta` — what the
+/// change did at or before `through`, where the pool was folded to before it
+/// — to the stored commitment, and folds it on up to `now`.
 pub fn touch(
     conn: &Connection,
     pool_seq: i64,
+    through: Instant,
     folded_delta: i64,
     now: Instant,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE pools SET committed_base = committed_base + ?1, generation = generation + 1, \
-         updated_at = ?2 WHERE seq = ?3",
+        "UPDATE pools SET committed_base = committed_base + ?1 + \
+         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+          WHERE c.pool_seq = ?4 AND c.at > ?2 AND c.at <= ?3), \
+         committed_through = MAX(?2, ?3), generation = generation + 1, updated_at = ?3 \
+         WHERE seq = ?4",
     )
     .db()?
-    .execute(params![folded_delta, now.micros(), pool_seq])
+    .execute(params![
+        folded_delta,
+        through.micros(),
+        now.micros(),
+        pool_seq
+    ])
     .db()?;
     Ok(())
 }
@@ -360,7 +373,7 @@ pub fn adjust(
         now,
         &scope.token_id,
     )?;
-    touch(conn, seq, 0, now)?;
+    touch(conn, seq, folded_through(conn, seq)?, 0, now)?;
     let (_, pool_after) = load(conn, scope, id, now)?;
     insert_event(
         conn,

@@ -97,13 +97,13 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit_error = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let commit_error = match exec(&conn, "BEGIN IMMEDIATE") {
             Err(e) => Some(e.to_string()),
             Ok(()) => {
                 for job in batch.iter_mut() {
                     run_in_savepoint(&conn, job.as_mut());
                 }
-                match conn.execute_batch("COMMIT") {
+                match exec(&conn, "COMMIT") {
                     Ok(()) => None,
                     Err(e) => {
                         tracing::error!(error = %e, "group commit failed");
@@ -120,17 +120,22 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) {
-    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(e) = exec(conn, "SAVEPOINT job") {
         tracing::error!(error = %e, "savepoint failed");
         return;
     }
     let ok = job.run(conn);
     let end = if ok {
-        "RELEASE job"
+        exec(conn, "RELEASE job")
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
     };
-    if let Err(e) = conn.execute_batch(end) {
+    if let Err(e) = end {
         tracing::error!(error = %e, "savepoint end failed");
     }
+}
+
+/// One statement, prepared once per connection.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

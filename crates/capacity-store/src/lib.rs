@@ -213,6 +213,53 @@ pub struct NewAllocation {
     pub ends_at: Option<Instant>,
 }
 
+impl NewAllocation {
+    /// The allocation this creates, as it reads once written (so it need not
+    /// be read back): minted `id`, on `pool`, committing `committed` (in the
+    /// pool's period) from `starts_at`, with no usage yet.
+    pub fn record(
+        self,
+        id: AllocationId,
+        pool: &Pool,
+        starts_at: Instant,
+        committed: Quantity,
+        now: Instant,
+    ) -> Allocation {
+        let mut a = Allocation {
+            id,
+            capacity_pool_id: pool.id.clone(),
+            workspace_id: pool.workspace_id.clone(),
+            organization_id: pool.organization_id.clone(),
+            service_line_id: self.service_line_id,
+            resource_type: pool.resource_type,
+            period: pool.period,
+            status: AllocationStatus::Active,
+            starts_at,
+            ends_at: self.ends_at,
+            closed_at: None,
+            terms: vec![capacity_domain::model::Terms {
+                effective_at: starts_at,
+                committed,
+                resources: self.resources,
+                reason: None,
+            }],
+            actual_last_week: Quantity::ZERO,
+            committed_last_week: Quantity::ZERO,
+            // Allocations are made only for active service lines.
+            orphaned: false,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let week_end = now.week_start();
+        a.committed_last_week = Quantity::from_thousandths(a.commitment_timeline().peak(
+            week_end.plus_micros(-capacity_domain::time::MICROS_PER_WEEK),
+            week_end,
+        ));
+        a
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AllocationFilter {
     pub workspace_id: Option<WorkspaceId>,
@@ -267,6 +314,7 @@ pub fn check_supply_range(after: &Timeline, now: Instant) -> Result<()> {
 /// the allocation under their write lock.
 #[derive(Debug, Clone)]
 pub struct PatchPlan {
+    /// The allocation as it reads once the patch is written.
     pub new: Allocation,
     /// The terms fields the patch sets (for history).
     pub change: capacity_domain::model::TermsChange,
@@ -333,6 +381,15 @@ impl AllocationPatch {
         }
         let changed =
             new.terms != old.terms || new.ends_at != old.ends_at || new.status != old.status;
+        // As it will read once written (so it need not be read back).
+        new.updated_at = now;
+        new.version = old.version + 1;
+        new.orphaned = old.orphaned && new.status != AllocationStatus::Closed;
+        let week_end = now.week_start();
+        new.committed_last_week = Quantity::from_thousandths(new.commitment_timeline().peak(
+            week_end.plus_micros(-capacity_domain::time::MICROS_PER_WEEK),
+            week_end,
+        ));
         Ok(changed.then_some(PatchPlan {
             new,
             change,
