@@ -274,8 +274,10 @@ impl Store for SqliteStore {
         now: Instant,
     ) -> Result<Vec<UsageOutcome>> {
         let scope = scope.clone();
+        // A usage batch only reads and writes through the connection, so it
+        // may run again after a rollback: it runs without a savepoint.
         self.writer
-            .write(move |c| usage::record(c, &scope, records, now))
+            .write_repeatable(move |c| usage::record(c, &scope, &records, now))
             .await
     }
 

@@ -16,12 +16,12 @@ pub const MAX_AGE_DAYS: i64 = 400;
 pub fn record(
     conn: &Connection,
     scope: &Scope,
-    records: Vec<UsageRecord>,
+    records: &[UsageRecord],
     now: Instant,
 ) -> Result<Vec<UsageOutcome>, StoreError> {
     let oldest = now.plus_micros(-MAX_AGE_DAYS * MICROS_PER_DAY);
     // None when the allocation is unknown or not visible to the scope.
-    let mut cache: HashMap<String, Option<Target>> = HashMap::new();
+    let mut cache: HashMap<&str, Option<Target>> = HashMap::new();
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO usage_records (organization_id, record_id, allocation_seq, quantity, occurred_at, received_at) \
@@ -44,12 +44,12 @@ pub fn record(
     // Weekly rollups are summed here and written once per (allocation, week).
     let mut weeks: HashMap<(i64, i64, i64), i64> = HashMap::new();
     for r in records {
-        let key = r.allocation_id.as_str().to_owned();
-        if !cache.contains_key(&key) {
+        let key = r.allocation_id.as_str();
+        if !cache.contains_key(key) {
             let found = allocations::usage_target(conn, scope, &r.allocation_id)?;
-            cache.insert(key.clone(), found);
+            cache.insert(key, found);
         }
-        let outcome = match &cache[&key] {
+        let outcome = match &cache[key] {
             None => UsageOutcome::Rejected {
                 code: "unknown_allocation",
                 reason: format!("no allocation {}", r.allocation_id),
