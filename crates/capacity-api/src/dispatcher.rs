@@ -45,15 +45,6 @@ pub async fn run(state: AppState) {
     let mut evaluated_week = None;
     let mut folded: Option<std::time::Instant> = None;
     loop {
-        if folded.is_none_or(|t| t.elapsed() >= FOLD_EVERY) {
-            match state.store.fold_commitments(state.clock.now()).await {
-                Ok(n) => {
-                    folded = Some(std::time::Instant::now());
-                    tracing::debug!(pools = n, "folded commitment totals");
-                }
-                Err(e) => tracing::warn!(error = %e, "folding commitment totals failed; retrying"),
-            }
-        }
         let week = state.clock.now().week_start();
         if evaluated_week != Some(week) {
             match state
@@ -72,6 +63,15 @@ pub async fn run(state: AppState) {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "low-utilisation evaluation failed; retrying"),
+            }
+        }
+        if folded.is_none_or(|t| t.elapsed() >= FOLD_EVERY) {
+            match state.store.fold_commitments(state.clock.now()).await {
+                Ok(n) => {
+                    folded = Some(std::time::Instant::now());
+                    tracing::debug!(pools = n, "folded commitment totals");
+                }
+                Err(e) => tracing::warn!(error = %e, "folding commitment totals failed; retrying"),
             }
         }
         let sent = match tick(&state, &client).await {

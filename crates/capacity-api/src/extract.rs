@@ -16,6 +16,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(bytes) = JsonBody::from_request(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// The raw bytes of a JSON request body (media type and size checked as for
+/// [`Json`]), for handlers that parse it themselves, borrowing from it.
+pub struct JsonBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
             let mime = ct.split(';').next().unwrap_or("").trim();
@@ -39,7 +52,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::bad_request("the request body could not be read")
             }
         })?;
-        parse_json(&bytes).map(Json)
+        Ok(JsonBody(bytes))
     }
 }
 

@@ -161,13 +161,34 @@ async fn a_request_over_the_timeout_is_answered_503_timeout() {
         ..capacity_api::Limits::default()
     })
     .await;
-    // A write waits for the writer thread, so it cannot finish in 1 ns.
-    let a = app
-        .post(
-            "/v1/capacity/allocations",
-            &app.tokens.platform,
-            json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": "LIN-26-090003", "committed_per_week": 1}),
-        )
-        .await;
-    assert_problem(&a, 503, "timeout");
+    // Writes wait for the writer thread and a durable commit: of 64 sent at
+    // once, the writer cannot finish them all within the timer's first tick.
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.post(
+                "/v1/capacity/allocations",
+                &app.tokens.platform,
+                json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": format!("LIN-26-09{i:04}"), "committed_per_week": 1}),
+            )
+            .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let timed_out: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(!timed_out.is_empty(), "no write timed out");
+    for a in &timed_out {
+        assert_problem(a, 503, "timeout");
+    }
+    // The others were made, or refused for want of room in the pool.
+    assert!(
+        answers.iter().all(|a| [201, 409, 503].contains(&a.status)),
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
 }

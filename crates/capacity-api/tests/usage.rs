@@ -74,3 +74,58 @@ async fn batches_are_bounded() {
         .await;
     assert_problem(&a, 422, "validation_failed");
 }
+
+#[tokio::test]
+async fn a_bad_record_does_not_change_how_the_good_ones_are_read() {
+    // Well-formed batches are read in one pass, others record by record;
+    // both must read the same records the same way.
+    let good = |suffix: &str| {
+        vec![
+            record(
+                &format!("e\\u0073c-{suffix}"),
+                "ALLOC-26-000442",
+                json!(1.250),
+                "2026-04-14T10:00:00+02:00",
+            ),
+            record(
+                &format!("exp-{suffix}"),
+                "ALLOC-26-000442",
+                json!(2.5e-2),
+                "2026-04-14T10:00:00.5Z",
+            ),
+        ]
+    };
+    let app = spawn_app().await;
+    let t = &app.tokens.platform;
+    let a = app
+        .post("/v1/capacity/usage", t, json!({"records": good("a")}))
+        .await;
+    let mut with_bad = good("b");
+    with_bad.push(json!({"id": "bad", "quantity": "1"}));
+    let b = app
+        .post("/v1/capacity/usage", t, json!({"records": with_bad}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(b.status, 200, "{}", b.body);
+    for (r, suffix) in [
+        (&a.body["data"]["results"], "a"),
+        (&b.body["data"]["results"], "b"),
+    ] {
+        assert_eq!(
+            r[0],
+            json!({"id": format!("e\\u0073c-{suffix}"), "status": "accepted"})
+        );
+        assert_eq!(
+            r[1],
+            json!({"id": format!("exp-{suffix}"), "status": "accepted"})
+        );
+    }
+    assert_eq!(b.body["data"]["results"][2]["code"], "invalid_record");
+    assert_eq!(a.body["data"]["accepted"], json!(2));
+    assert_eq!(b.body["data"]["rejected"], json!(1));
+    // The escaped id was stored as read: sent again, it is a duplicate.
+    let again = app
+        .post("/v1/capacity/usage", t, json!({"records": good("a")}))
+        .await;
+    assert_eq!(again.body["data"]["duplicates"], json!(2));
+}

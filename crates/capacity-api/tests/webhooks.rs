@@ -94,8 +94,13 @@ async fn failed_deliveries_are_retried_with_back_off() {
     let app = spawn_app().await;
     let (url, got) = receiver(500).await;
     let t = &app.tokens.platform;
+    // Only this type: the weekly evaluation's events may come at any moment.
     let a = app
-        .post("/v1/webhook-endpoints", t, json!({"url": url}))
+        .post(
+            "/v1/webhook-endpoints",
+            t,
+            json!({"url": url, "event_types": ["capacity.allocation.updated"]}),
+        )
         .await;
     let id = a.body["data"]["id"].as_str().unwrap().to_owned();
     app.patch(

@@ -6,6 +6,15 @@
 //! failed commit fails every write of the batch. This is group commit: under
 //! load one disk flush serves many requests, and each request still sees the
 //! effects of the ones before it, exactly as if they ran one by one.
+//!
+//! A savepoint is not free: SQLite copies every page a savepoint changes
+//! into a sub-journal first, which for a write touching a thousand index
+//! pages (a usage batch) is most of its cost. So a write that can be run
+//! again from the start ([`Writer::write_repeatable`]) runs first in its
+//! batch, with no savepoint. Should one of them fail, the batch so far (only
+//! such writes) is rolled back and every write of the batch runs again in
+//! its own savepoint, as above. Running these first is one of the orders
+//! the batch's writes could have arrived in: none of them has been answered.
 
 use capacity_store::{Result, StoreError};
 use rusqlite::Connection;
@@ -18,7 +27,30 @@ pub const MAX_BATCH: usize = 64;
 /// answers its caller once the batch's fate is known.
 trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
+    /// May `run` be called again after its writes were rolled back?
+    fn repeatable(&self) -> bool {
+        false
+    }
     fn finish(self: Box<Self>, commit_error: Option<&str>);
+}
+
+/// Runs `f`, turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())))
+}
+
+fn answer<T>(
+    reply: oneshot::Sender<Result<T>>,
+    result: Option<Result<T>>,
+    commit_error: Option<&str>,
+) {
+    let answer = match (commit_error, result) {
+        (Some(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+        (None, Some(result)) => result,
+        (None, None) => Err(StoreError::Internal("write was not run".into())),
+    };
+    let _ = reply.send(answer);
 }
 
 struct TypedJob<T, F> {
@@ -34,20 +66,43 @@ where
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(f) = self.f.take() else { return false };
-        let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-            .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+        let result = guarded(|| f(conn));
         let ok = result.is_ok();
         self.result = Some(result);
         ok
     }
 
     fn finish(self: Box<Self>, commit_error: Option<&str>) {
-        let answer = match (commit_error, self.result) {
-            (Some(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
-            (None, Some(result)) => result,
-            (None, None) => Err(StoreError::Internal("write was not run".into())),
-        };
-        let _ = self.reply.send(answer);
+        answer(self.reply, self.result, commit_error);
+    }
+}
+
+/// A write that may run more than once: each run starts from the same state
+/// (its earlier run's writes rolled back) and only its last run counts.
+struct RepeatableJob<T, F> {
+    f: F,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for RepeatableJob<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = guarded(|| (self.f)(conn));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn repeatable(&self) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>, commit_error: Option<&str>) {
+        answer(self.reply, self.result, commit_error);
     }
 }
 
@@ -78,6 +133,29 @@ impl Writer {
             result: None,
             reply: tx,
         });
+        self.send(job, rx).await
+    }
+
+    /// As [`Writer::write`], for a write that can be run again from the
+    /// start after its writes were rolled back (its closure is `Fn`, and
+    /// does nothing but read and write through the connection). It runs
+    /// without a savepoint of its own, which spares copying each page it
+    /// changes.
+    pub async fn write_repeatable<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job = Box::new(RepeatableJob {
+            f,
+            result: None,
+            reply: tx,
+        });
+        self.send(job, rx).await
+    }
+
+    async fn send<T>(&self, job: Box<dyn Job>, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
         self.jobs
             .send(job)
             .await
@@ -97,26 +175,53 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit_error = match exec(&conn, "BEGIN IMMEDIATE") {
-            Err(e) => Some(e.to_string()),
-            Ok(()) => {
-                for job in batch.iter_mut() {
-                    run_in_savepoint(&conn, job.as_mut());
+        // Repeatable writes first (a stable sort: each kind keeps its order).
+        batch.sort_by_key(|job| !job.repeatable());
+        let commit_error = match run_batch(&conn, &mut batch) {
+            Err(e) => {
+                tracing::error!(error = %e, "group transaction failed");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
                 }
-                match exec(&conn, "COMMIT") {
-                    Ok(()) => None,
-                    Err(e) => {
-                        tracing::error!(error = %e, "group commit failed");
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Some(e.to_string())
-                    }
-                }
+                Some(e.to_string())
             }
+            Ok(()) => match exec(&conn, "COMMIT") {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "group commit failed");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Some(e.to_string())
+                }
+            },
         };
         for job in batch.drain(..) {
             job.finish(commit_error.as_deref());
         }
     }
+}
+
+/// Runs the batch's writes in one transaction, left open for the commit.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    let bare = batch.iter().take_while(|job| job.repeatable()).count();
+    if batch[..bare].iter_mut().all(|job| job.run(conn)) {
+        for job in batch[bare..].iter_mut() {
+            run_in_savepoint(conn, job.as_mut());
+        }
+        return Ok(());
+    }
+    // A write that ran bare failed, and may have left part of its writes:
+    // undo the batch so far (repeatable writes only) and run each write of
+    // the batch in its own savepoint. SQLite may already have rolled back
+    // the transaction itself (after an I/O error, say).
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for job in batch.iter_mut() {
+        run_in_savepoint(conn, job.as_mut());
+    }
+    Ok(())
 }
 
 fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) {
@@ -138,4 +243,134 @@ fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) {
 /// One statement, prepared once per connection.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (Writer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
+            .unwrap();
+        (Writer::start(conn), dir)
+    }
+
+    fn insert(c: &Connection, v: &str) -> Result<()> {
+        c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+            .map(|_| ())
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    fn rows(dir: &tempfile::TempDir) -> Vec<String> {
+        let c = Connection::open(dir.path().join("w.db")).unwrap();
+        let mut s = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Holds the writer in a first batch until `release` is sent, so the
+    /// writes queued meanwhile form the next batch together.
+    async fn hold(w: &Writer) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let w2 = w.clone();
+        let held = tokio::spawn(async move {
+            w2.write(move |_| {
+                let _ = started.send(());
+                wait.recv().map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .await
+            .unwrap();
+        });
+        running.await.unwrap();
+        (release, held)
+    }
+
+    async fn queued(w: &Writer, n: usize) {
+        while w.jobs.max_capacity() - w.jobs.capacity() < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_repeatable_write_is_undone_alone_and_the_others_commit_once() {
+        let (w, dir) = writer();
+        let (release, held) = hold(&w).await;
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let good = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write_repeatable(move |c| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    insert(c, "b")
+                })
+                .await
+            }
+        });
+        queued(&w, 1).await;
+        let fails = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write_repeatable(|c| {
+                    insert(c, "a")?;
+                    Err::<(), _>(StoreError::Internal("refused after a write".into()))
+                })
+                .await
+            }
+        });
+        queued(&w, 2).await;
+        let plain = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|c| insert(c, "c")).await }
+        });
+        queued(&w, 3).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        assert!(fails.await.unwrap().is_err());
+        assert!(good.await.unwrap().is_ok());
+        assert!(plain.await.unwrap().is_ok());
+        assert_eq!(rows(&dir), ["b", "c"]);
+        // The write queued before the failed one ran bare, then again in its
+        // own savepoint after the rollback; its row is there once.
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn repeatable_writes_share_the_batch_with_the_others() {
+        let (w, dir) = writer();
+        let (release, held) = hold(&w).await;
+        let plain = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|c| insert(c, "p")).await }
+        });
+        queued(&w, 1).await;
+        let repeat = tokio::spawn({
+            let w = w.clone();
+            async move { w.write_repeatable(|c| insert(c, "r")).await }
+        });
+        queued(&w, 2).await;
+        // A plain write that fails still loses only its own writes.
+        let bad = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(|c| {
+                    insert(c, "x")?;
+                    insert(c, "p")
+                })
+                .await
+            }
+        });
+        queued(&w, 3).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        assert!(plain.await.unwrap().is_ok());
+        assert!(repeat.await.unwrap().is_ok());
+        assert!(bad.await.unwrap().is_err());
+        assert_eq!(rows(&dir), ["p", "r"]);
+    }
 }
