@@ -201,15 +201,13 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// Registers a service line on first sight; refuses one of another workspace
-/// or one that is closed.
-fn ensure_service_line(
+/// Refuses a service line of another workspace or one that is closed;
+/// `true` if it is new (the create registers it).
+fn check_service_line(
     conn: &Connection,
     line: &ServiceLineId,
     ws: &WorkspaceId,
-    org: &OrgId,
-    now: Instant,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let found: Option<(String, String)> = conn
         .prepare_cached("SELECT workspace_id, status FROM service_lines WHERE id = ?1")
         .db()?
@@ -225,17 +223,8 @@ fn ensure_service_line(
             "service_line_closed",
             format!("service line {line} is closed"),
         )),
-        Some(_) => Ok(()),
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
-            )
-            .db()?
-            .execute(params![line.as_str(), ws.as_str(), org.as_str(), now.micros()])
-            .db()?;
-            Ok(())
-        }
+        Some(_) => Ok(false),
+        None => Ok(true),
     }
 }
 
@@ -300,13 +289,7 @@ pub fn create(
     let committed = new
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
-    ensure_service_line(
-        conn,
-        &new.service_line_id,
-        &pool.workspace_id,
-        &pool.organization_id,
-        now,
-    )?;
+    let line_is_new = check_service_line(conn, &new.service_line_id, &pool.workspace_id)?;
 
     let terms = [(starts_at, committed)];
     let change = capacity_domain::timeline::CommitmentSchedule {
@@ -325,6 +308,21 @@ pub fn create(
         }
     })?;
 
+    // Judged: from here on it only writes.
+    if line_is_new {
+        conn.prepare_cached(
+            "INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+        )
+        .db()?
+        .execute(params![
+            new.service_line_id.as_str(),
+            pool.workspace_id.as_str(),
+            pool.organization_id.as_str(),
+            now.micros()
+        ])
+        .db()?;
+    }
     let (seq, id) = mint_id(conn, MintedPrefix::Allocation, now)?;
     let alloc = new.record(
         AllocationId::from_trusted(id),

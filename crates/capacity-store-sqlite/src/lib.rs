@@ -256,8 +256,10 @@ impl Store for SqliteStore {
         now: Instant,
     ) -> Result<Allocation> {
         let scope = scope.clone();
+        // Judged before it writes anything, and only through the connection:
+        // it may run again after a rollback, so it runs without a savepoint.
         self.writer
-            .write(move |c| allocations::create(c, &scope, new, now))
+            .write_repeatable(move |c| allocations::create(c, &scope, new.clone(), now))
             .await
     }
 
@@ -315,8 +317,9 @@ impl Store for SqliteStore {
         now: Instant,
     ) -> Result<Allocation> {
         let (scope, id) = (scope.clone(), id.clone());
+        // As a create: judged before it writes, so it runs without a savepoint.
         self.writer
-            .write(move |c| allocations::patch(c, &scope, &id, patch, now))
+            .write_repeatable(move |c| allocations::patch(c, &scope, &id, patch.clone(), now))
             .await
     }
 

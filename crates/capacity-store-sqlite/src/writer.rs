@@ -204,13 +204,19 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
     exec(conn, "BEGIN IMMEDIATE")?;
     let bare = batch.iter().take_while(|job| job.repeatable()).count();
-    if batch[..bare].iter_mut().all(|job| job.run(conn)) {
+    // A write that failed before changing anything needs no undoing.
+    let clean = |job: &mut Box<dyn Job>| {
+        let before = conn.total_changes();
+        job.run(conn) || conn.total_changes() == before
+    };
+    if batch[..bare].iter_mut().all(clean) {
         for job in batch[bare..].iter_mut() {
             run_in_savepoint(conn, job.as_mut());
         }
         return Ok(());
     }
-    // A write that ran bare failed, and may have left part of its writes:
+    // A write that ran bare failed after changing something, and may have
+    // left part of its writes:
     // undo the batch so far (repeatable writes only) and run each write of
     // the batch in its own savepoint. SQLite may already have rolled back
     // the transaction itself (after an I/O error, say).
