@@ -134,26 +134,20 @@ pub fn router(state: AppState) -> Router {
 
 /// The whole service: the routes of [`api`], the fallback, and the layers
 /// every request passes (outermost first): panic → 500 problem, request id +
-/// log line + metrics + problem rewriting, timeout, per-token rate limit,
-/// idempotency keys, body limit.
+/// log line + metrics + problem rewriting, then [`guards`] (per-token rate
+/// limit, timeout, idempotency keys), body limit.
 pub fn router_with(state: AppState, limits: Limits) -> Router {
     let (routes, doc) = api();
-    let limiter = limits::Limiter::new(&limits);
+    let guards = Guards {
+        state: state.clone(),
+        writes: Arc::new(write_operations(&doc)),
+        limiter: limits::Limiter::new(&limits),
+        timeout: limits.request_timeout,
+    };
     routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), Arc::new(write_operations(&doc))),
-            idempotent_writes,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            limiter,
-            limits::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            limits.request_timeout,
-            limits::timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(guards, guards_layer))
         .layer(axum::middleware::from_fn(middleware::problems_and_ids))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,
@@ -177,17 +171,44 @@ fn write_operations(doc: &utoipa::openapi::OpenApi) -> WriteOperations {
     ops
 }
 
-/// `Idempotency-Key` handling for the write operations that exist: a method
-/// a route does not have is 405 whatever its key, and never spends the key.
-async fn idempotent_writes(
-    State((state, writes)): State<(AppState, Arc<WriteOperations>)>,
+/// What [`guards_layer`] needs. One layer rather than three: each layer
+/// costs every request a clone of the inner service and a boxed future.
+#[derive(Clone)]
+struct Guards {
+    state: AppState,
+    writes: Arc<WriteOperations>,
+    limiter: limits::Limiter,
+    timeout: std::time::Duration,
+}
+
+/// In order: the per-token rate limit (429 before any work), then the
+/// request timeout around `Idempotency-Key` handling and the handler.
+async fn guards_layer(
+    State(g): State<Guards>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let write = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some_and(|m| writes.contains(&(req.method().clone(), m.as_str().to_owned())));
+    if let Some(refused) = g.limiter.check(&req) {
+        return refused;
+    }
+    limits::timeout(g.timeout, idempotent_writes(g.state, &g.writes, req, next)).await
+}
+
+/// `Idempotency-Key` handling for the write operations that exist: a method
+/// a route does not have is 405 whatever its key, and never spends the key.
+async fn idempotent_writes(
+    state: AppState,
+    writes: &WriteOperations,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Reads (most requests) never look the route up.
+    let method = req.method();
+    let write = (method == axum::http::Method::POST || method == axum::http::Method::PATCH)
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|m| writes.contains(&(method.clone(), m.as_str().to_owned())));
     if write {
         idempotency::layer(State(state), req, next).await
     } else {

@@ -9,9 +9,8 @@
 //! scrapes are never limited.
 
 use crate::error::ApiError;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{Quota, RateLimiter};
@@ -57,45 +56,43 @@ impl Limiter {
     }
 }
 
-pub async fn rate_limit(State(limiter): State<Limiter>, req: Request, next: Next) -> Response {
-    let Some(buckets) = limiter.0.as_ref() else {
-        return next.run(req).await;
-    };
-    if !req.uri().path().starts_with("/v1/") {
-        return next.run(req).await;
-    }
-    let key: [u8; 32] = Sha256::digest(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .map_or(&b""[..], |v| v.as_bytes()),
-    )
-    .into();
-    // Buckets of tokens gone quiet are dropped now and then, so the map
-    // cannot grow without bound under a flood of distinct bad tokens.
-    if buckets.len() > 10_000 {
-        buckets.retain_recent();
-    }
-    match buckets.check_key(&key) {
-        Ok(()) => next.run(req).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut res = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests for this token; retry in {secs} s"),
-            )
-            .into_response();
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            ::metrics::counter!("capacity_rate_limited_total").increment(1);
-            res
+impl Limiter {
+    /// The 429 answer when `req` exceeds its token's rate, else `None`.
+    pub fn check(&self, req: &Request) -> Option<Response> {
+        let buckets = self.0.as_ref()?;
+        if !req.uri().path().starts_with("/v1/") {
+            return None;
         }
+        let key: [u8; 32] = Sha256::digest(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map_or(&b""[..], |v| v.as_bytes()),
+        )
+        .into();
+        // Buckets of tokens gone quiet are dropped now and then, so the map
+        // cannot grow without bound under a flood of distinct bad tokens.
+        if buckets.len() > 10_000 {
+            buckets.retain_recent();
+        }
+        let not_until = buckets.check_key(&key).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut res = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this token; retry in {secs} s"),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        ::metrics::counter!("capacity_rate_limited_total").increment(1);
+        Some(res)
     }
 }
 
-pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// `answer`, or 503 `timeout` if it takes longer than `limit`.
+pub async fn timeout(limit: Duration, answer: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, answer).await {
         Ok(res) => res,
         Err(_) => {
             tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");

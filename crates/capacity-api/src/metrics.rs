@@ -52,21 +52,60 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The request counter and duration histogram of one label set.
+#[derive(Clone)]
+struct RequestSeries {
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Request series by route template, then by (method, status). Registering
+/// a series with the recorder builds and hashes its key and labels; looking
+/// it up here is a string hash and a short scan, and the label set is
+/// bounded (route templates × methods × status codes).
+type SeriesCache = std::collections::HashMap<String, Vec<(&'static str, u16, RequestSeries)>>;
+
 /// Records one answered request (called by the request middleware).
 pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    static SERIES: OnceLock<std::sync::RwLock<SeriesCache>> = OnceLock::new();
     handle();
     // Custom methods would be an unbounded label set.
     let method = match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
     };
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!(REQUEST_DURATION, &labels).record(seconds);
+    let cache = SERIES.get_or_init(Default::default);
+    let cached = cache.read().ok().and_then(|c| {
+        c.get(route)?
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, series)| series.clone())
+    });
+    let series = cached.unwrap_or_else(|| {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let series = RequestSeries {
+            count: metrics::counter!("http_requests_total", &labels),
+            duration: metrics::histogram!(REQUEST_DURATION, &labels),
+        };
+        if let Ok(mut c) = cache.write() {
+            c.entry(route.to_owned())
+                .or_default()
+                .push((method, status, series.clone()));
+        }
+        series
+    });
+    series.count.increment(1);
+    series.duration.record(seconds);
 }
 
 /// Records a problem answer by its (static, bounded) code.

@@ -133,32 +133,75 @@ fn parse_thousandths(s: &str) -> Result<i64, QuantityError> {
 
 /// Prints thousandths as the shortest exact decimal: 38500 → `38.5`.
 pub fn format_thousandths(t: i64) -> String {
-    let sign = if t < 0 { "-" } else { "" };
-    let a = t.unsigned_abs();
-    let (int, frac) = (a / 1000, a % 1000);
-    if frac == 0 {
-        format!("{sign}{int}")
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{int}.{}", f.trim_end_matches('0'))
+    Decimal::of(t).as_str().to_owned()
+}
+
+/// Thousandths printed as the shortest exact decimal, on the stack: a
+/// response carries dozens of quantities, and each used to cost three
+/// small heap strings.
+struct Decimal {
+    buf: [u8; 24],
+    start: usize,
+}
+
+impl Decimal {
+    fn of(t: i64) -> Decimal {
+        let mut buf = [0u8; 24];
+        let mut at = buf.len();
+        let a = t.unsigned_abs();
+        let (mut int, mut frac) = (a / 1000, a % 1000);
+        // Fraction digits, trailing zeros dropped.
+        let mut digits = 3;
+        while frac != 0 && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        if frac != 0 {
+            for _ in 0..digits {
+                at -= 1;
+                buf[at] = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            at -= 1;
+            buf[at] = b'.';
+        }
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (int % 10) as u8;
+            int /= 10;
+            if int == 0 {
+                break;
+            }
+        }
+        if t < 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        Decimal { buf, start: at }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, '.' and '-' were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
 }
 
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_thousandths(self.0))
+        f.write_str(Decimal::of(self.0).as_str())
     }
 }
 impl fmt::Display for Delta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_thousandths(self.0))
+        f.write_str(Decimal::of(self.0).as_str())
     }
 }
 
 /// Serializes thousandths as an exact JSON number (serde_json's
 /// `arbitrary_precision` keeps the digits as written, no float detour).
 pub fn serialize_thousandths<S: Serializer>(t: i64, s: S) -> Result<S::Ok, S::Error> {
-    let n: serde_json::Number = format_thousandths(t)
+    let n: serde_json::Number = Decimal::of(t)
+        .as_str()
         .parse()
         .map_err(serde::ser::Error::custom)?;
     n.serialize(s)
@@ -198,6 +241,47 @@ impl<'de> Deserialize<'de> for Delta {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The formatting `Decimal` replaced, kept as the oracle.
+    fn format_with_strings(t: i64) -> String {
+        let sign = if t < 0 { "-" } else { "" };
+        let a = t.unsigned_abs();
+        let (int, frac) = (a / 1000, a % 1000);
+        if frac == 0 {
+            format!("{sign}{int}")
+        } else {
+            let f = format!("{frac:03}");
+            format!("{sign}{int}.{}", f.trim_end_matches('0'))
+        }
+    }
+
+    #[test]
+    fn formats_edge_values_like_the_string_formatting() {
+        for t in [
+            0,
+            1,
+            -1,
+            10,
+            100,
+            999,
+            1000,
+            -1000,
+            1001,
+            38_500,
+            -38_050,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert_eq!(format_thousandths(t), format_with_strings(t), "{t}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn formats_like_the_string_formatting(t in any::<i64>()) {
+            prop_assert_eq!(format_thousandths(t), format_with_strings(t));
+        }
+    }
 
     #[test]
     fn parses_exact_decimals() {

@@ -136,12 +136,33 @@ impl SqliteStore {
         self.readers_in_use.fetch_add(1, Relaxed);
         let result = f(&conn);
         self.readers_in_use.fetch_sub(1, Relaxed);
-        if let Ok(mut v) = self.readers.lock()
+        // A connection left inside a transaction would pin an old snapshot
+        // for whoever borrows it next: such a connection is closed instead.
+        if conn.is_autocommit()
+            && let Ok(mut v) = self.readers.lock()
             && v.len() < MAX_IDLE_READERS
         {
             v.push(conn);
         }
         result
+    }
+
+    /// [`SqliteStore::read`] for reads of several statements: they run in
+    /// one read transaction, so they see one snapshot, and the WAL read lock
+    /// (two `fcntl` calls) is taken once rather than once per statement.
+    fn read_snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.read(|c| {
+            c.prepare_cached("BEGIN").db()?.execute([]).db()?;
+            let result = f(c);
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let ended = c
+                .prepare_cached(end)
+                .db()
+                .and_then(|mut s| s.execute([]).db());
+            let value = result?;
+            ended?;
+            Ok(value)
+        })
     }
 }
 
@@ -269,7 +290,7 @@ impl Store for SqliteStore {
         id: &AllocationId,
         now: Instant,
     ) -> Result<Allocation> {
-        self.read(|c| allocations::load(c, scope, id, now).map(|a| a.1))
+        self.read_snapshot(|c| allocations::load(c, scope, id, now).map(|a| a.1))
     }
 
     async fn list_allocations(
@@ -279,7 +300,7 @@ impl Store for SqliteStore {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Allocation>> {
-        self.read(|c| allocations::list(c, scope, &filter, page, now))
+        self.read_snapshot(|c| allocations::list(c, scope, &filter, page, now))
     }
 
     async fn record_usage(
