@@ -164,9 +164,10 @@ async fn a_request_over_the_timeout_is_answered_503_timeout() {
             "/slow",
             axum::routing::get(std::future::pending::<&'static str>),
         )
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_millis(1),
-            capacity_api::limits::timeout,
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                capacity_api::limits::timeout(Duration::from_millis(1), next.run(req))
+            },
         ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/slow", listener.local_addr().unwrap());
