@@ -242,34 +242,6 @@ pub async fn list(
     }
 }
 
-/// The visible allocations with these ids, in creation order.
-pub async fn load_many(
-    db: &Db<'_>,
-    scope: &Scope,
-    ids: Vec<String>,
-    now: Instant,
-) -> Result<Vec<Allocation>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut q = Query::new(SELECT);
-    q.and("a.id = ANY({})", ids);
-    q.scoped(scope, "a.organization_id", "a.workspace_id");
-    q.push(" ORDER BY a.seq");
-    let rows = db
-        .query_built(&q)
-        .await?
-        .iter()
-        .map(row)
-        .collect::<Result<Vec<_>, _>>()
-        .db()?;
-    Ok(complete(db, rows, now)
-        .await?
-        .into_iter()
-        .map(|(_, a)| a)
-        .collect())
-}
-
 /// Registers a service line on first sight; refuses one of another workspace
 /// or one that is closed. An existing line is share-locked until commit, so
 /// it cannot be closed under an allocation being made for it. Two
