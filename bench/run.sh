@@ -156,7 +156,8 @@ pg_backend_ticks() { # database name → CPU ticks of its backends
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}
     pid=${pid%/cmdline}
-    if tr '\0' ' ' <"$f" 2>/dev/null | grep -q "^postgres: .* $1 "; then
+    # (Processes may exit meanwhile: their files vanish.)
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q "^postgres: .* $1 "; then
       total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
     fi
   done
