@@ -23,7 +23,18 @@
 # 10000000), BENCH_USAGE_ALLOCS (allocations per usage batch, 10),
 # BENCH_WORKLOADS (a grep -E pattern on workload names, default all),
 # BENCH_RUST_LOG (the server's RUST_LOG, default info: one JSON log line per
-# request written to a file, as deployed), BENCH_PORT (18080).
+# request written to a file, as deployed), BENCH_PORT (18080),
+# BENCH_BACKENDS ("sqlite postgres"; PostgreSQL runs when its server
+# answers), BENCH_PG_URL (the PostgreSQL server, a superuser without a
+# database name: postgres://postgres@127.0.0.1:5432).
+#
+# PostgreSQL: each run creates its own databases, capacity_bench_<time>_<dataset>,
+# and drops them at the end. The small one is loaded by `capacity demo`; the
+# large one is a copy (CREATE DATABASE … TEMPLATE) of
+# capacity_bench_large_<key>, made once from the SQLite large dataset by
+# `capacity migrate` + `capacity-datagen --copy-to-postgres` and kept as a
+# cache (like bench/data/; drop it with
+# `psql "$BENCH_PG_URL/postgres" -c 'DROP DATABASE capacity_bench_large_<key>'`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,6 +49,9 @@ DATASETS=${BENCH_DATASETS:-small large}
 LARGE_USAGE=${BENCH_LARGE_USAGE:-10000000}
 USAGE_ALLOCS=${BENCH_USAGE_ALLOCS:-10}
 ONLY=${BENCH_WORKLOADS:-.}
+BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_URL=${PG_URL%/}
 # A port nothing listens on (other people's servers run on this machine too).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
@@ -64,6 +78,7 @@ mkdir -p "$DATA" "$WORK"
 ROWS=$OUT/rows.tsv
 : >"$ROWS"
 SUITE_START=$SECONDS
+PG_MADE=() # PostgreSQL databases this run made, dropped at exit
 
 say() { printf '[bench %3ds] %s\n' $((SECONDS - SUITE_START)) "$*" >&2; }
 
@@ -90,7 +105,7 @@ stop_server() {
   fi
   SERVER_PID=
 }
-trap 'stop_server; stop_baseline' EXIT INT TERM
+trap 'stop_server; stop_baseline; [ "$(type -t drop_pg_databases)" != function ] || drop_pg_databases' EXIT INT TERM
 
 wait_ready() { # url
   for _ in $(seq 1 600); do
@@ -122,14 +137,31 @@ peak_rss_mib() { # VmHWM of the running server, MiB
 # "total busy server wrk" CPU ticks: the machine's (all cores), the server's,
 # and this shell's reaped children's (wrk). What is left of the busy ticks
 # during a run is other processes' load on this shared machine.
+# On PostgreSQL the server's figure includes the database backends serving
+# it (processes titled with the run's database name, PG_BACKENDS).
 cpu_ticks() {
   local machine server=0 children
   machine=$(awk '/^cpu / { print $2+$3+$4+$5+$6+$7+$8+$9, $2+$3+$4+$7+$8+$9 }' /proc/stat)
   if [ -n "$SERVER_PID" ] && [ -r "/proc/$SERVER_PID/stat" ]; then
     server=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")
+    if [ -n "${PG_BACKENDS:-}" ]; then
+      server=$((server + $(pg_backend_ticks "$PG_BACKENDS")))
+    fi
   fi
   children=$(awk '{ print $16 + $17 }' "/proc/$$/stat")
   echo "$machine $server $children"
+}
+pg_backend_ticks() { # database name → CPU ticks of its backends
+  local total=0 f pid
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}
+    pid=${pid%/cmdline}
+    # (Processes may exit meanwhile: their files vanish.)
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q "^postgres: .* $1 "; then
+      total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    fi
+  done
+  echo "$total"
 }
 
 RUN_NONCE=0
@@ -202,7 +234,7 @@ baseline_run() {
   DRAIN=()
   local saved=$SERVER_PID
   SERVER_PID=$BASE_PID
-  TOKEN=none DURATION=$2 WARMUP=$3 measure "baseline-$1" bench/lua/report.lua \
+  PG_BACKENDS= TOKEN=none DURATION=$2 WARMUP=$3 measure "baseline-$1" bench/lua/report.lua \
     "http://127.0.0.1:$BASE_PORT/v1/capacity?workspace_id=WS-26-000021"
   SERVER_PID=$saved
   BASE_RPS=$RPS
@@ -229,6 +261,67 @@ wait_quiet() {
     waited=$((waited + 5))
     BUSY=$(busy_pct)
   done
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_STAMP=capacity_bench_$(echo "$STAMP" | tr 'A-Z' 'a-z')
+pg() { # SQL...: run on the server's maintenance database, quietly
+  psql -X -q -At -v ON_ERROR_STOP=1 "$PG_URL/postgres" "$@"
+}
+pg_reachable() {
+  command -v psql >/dev/null 2>&1 && pg -c 'SELECT 1' >/dev/null 2>&1
+}
+drop_pg_databases() {
+  local db
+  for db in "${PG_MADE[@]}"; do
+    [ -n "$db" ] || continue
+    pg -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  PG_MADE=()
+}
+pg_db_exists() { [ "$(pg -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]; }
+
+# The PostgreSQL copy of the large dataset is cached as a template database
+# keyed by the SQLite dataset it copies and PostgreSQL's migrations.
+pg_large_key() {
+  {
+    large_key
+    cat "$ROOT"/crates/capacity-store-postgres/migrations/*.sql "$ROOT/bench/datagen/src/postgres.rs"
+  } | sha256sum | cut -c1-12
+}
+
+# Makes (or reuses) the template capacity_bench_large_KEY; sets PG_TEMPLATE
+# and PG_COPY_SECONDS.
+ensure_pg_large() {
+  ensure_large
+  PG_TEMPLATE=capacity_bench_large_$(pg_large_key)
+  if pg_db_exists "$PG_TEMPLATE"; then
+    say "large dataset (PostgreSQL): cached template $PG_TEMPLATE"
+  else
+    say "large dataset (PostgreSQL): copying $LARGE_DB into template $PG_TEMPLATE (once; cached afterwards)"
+    local old
+    for old in $(pg -c "SELECT datname FROM pg_database WHERE datname LIKE 'capacity\_bench\_large\_%'"); do
+      pg -c "DROP DATABASE IF EXISTS $old" >/dev/null 2>&1 || say "could not drop stale template $old (in use?)"
+    done
+    local loading=${PG_TEMPLATE}_loading t0=$SECONDS
+    pg -c "CREATE DATABASE $loading"
+    PG_MADE+=("$loading")
+    "$BIN/capacity" migrate --database-url "$PG_URL/$loading" >>"$OUT/prepare.log" 2>&1
+    "$BIN/capacity-datagen" --db "$LARGE_DB" --copy-to-postgres "$PG_URL/$loading" \
+      >"$OUT/pg-copy.env" 2>>"$OUT/prepare.log"
+    local secs=$((SECONDS - t0)) mib
+    mib=$(pg -c "SELECT pg_database_size('$loading') / 1048576")
+    pg -c "ALTER DATABASE $loading RENAME TO $PG_TEMPLATE"
+    pg -c "COMMENT ON DATABASE $PG_TEMPLATE IS 'PG_COPY_SECONDS=$secs PG_MIB=$mib PG_COPIED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)'"
+    local kept=() db
+    for db in "${PG_MADE[@]}"; do [ "$db" = "$loading" ] || kept+=("$db"); done
+    PG_MADE=("${kept[@]}")
+  fi
+  local comment
+  comment=$(pg -c "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '$PG_TEMPLATE'")
+  PG_COPY_SECONDS=$(echo "$comment" | sed -n 's/.*PG_COPY_SECONDS=\([0-9]*\).*/\1/p')
+  PG_MIB=$(echo "$comment" | sed -n 's/.*PG_MIB=\([0-9]*\).*/\1/p')
+  PG_COPIED_AT=$(echo "$comment" | sed -n 's/.*PG_COPIED_AT=\([^ ]*\).*/\1/p')
 }
 
 # ---------------------------------------------------------------- datasets
@@ -286,17 +379,32 @@ prepare() { # backend dataset url
       . "$LARGE_DB.env"
       LOAD_NOTE="generated in ${LOAD_SECONDS} s (capacity demo + capacity-datagen, $GENERATED_AT, cached); ${FILE_MIB} MiB; $GEN_POOLS pools, $GEN_ALLOCATIONS allocations, $GEN_USAGE_RECORDS usage records"
       ;;
+    postgres:small)
+      local db=${url##*/}
+      pg -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+      PG_MADE+=("$db")
+      local t0=$EPOCHREALTIME
+      "$BIN/capacity" demo --database-url "$url" >/dev/null 2>>"$OUT/prepare.log"
+      LOAD_NOTE="capacity demo in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s; $(pg -c "SELECT pg_database_size('$db') / 1048576") MiB"
+      ;;
+    postgres:large)
+      ensure_pg_large
+      local db=${url##*/}
+      pg -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+      say "large dataset (PostgreSQL): cloning $PG_TEMPLATE"
+      local t0=$EPOCHREALTIME
+      pg -c "CREATE DATABASE $db TEMPLATE $PG_TEMPLATE STRATEGY FILE_COPY" 2>/dev/null ||
+        pg -c "CREATE DATABASE $db TEMPLATE $PG_TEMPLATE"
+      PG_MADE+=("$db")
+      local clone
+      clone=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+      # shellcheck disable=SC1090
+      . "$LARGE_DB.env"
+      LOAD_NOTE="the SQLite large dataset copied in ${PG_COPY_SECONDS:-?} s (capacity migrate + capacity-datagen --copy-to-postgres + VACUUM ANALYZE, $PG_COPIED_AT, cached as $PG_TEMPLATE); cloned in $clone s; ${PG_MIB:-?} MiB; $GEN_POOLS pools, $GEN_ALLOCATIONS allocations, $GEN_USAGE_RECORDS usage records"
+      ;;
     *)
-      # PostgreSQL: the small dataset loads through the binary on an empty
-      # database (`capacity demo --database-url postgres://…`); the large one
-      # needs a PostgreSQL generator (capacity-datagen writes SQLite only).
-      if [ "$dataset" = small ]; then
-        "$BIN/capacity" demo --database-url "$url" >/dev/null 2>>"$OUT/prepare.log"
-        LOAD_NOTE="capacity demo"
-      else
-        LOAD_NOTE=""
-        return 1
-      fi
+      LOAD_NOTE=""
+      return 1
       ;;
   esac
   TOKEN=$(CAPACITY_DATABASE_URL=$url "$BIN/capacity" tokens create --platform --scope write 2>>"$OUT/prepare.log" | tail -1)
@@ -390,6 +498,8 @@ run_target() {
     row "all" "$backend" "$dataset" "-" "-" "-" "-" "skipped: no $dataset dataset for $backend yet"
     return
   fi
+  PG_BACKENDS=
+  [ "$backend" != postgres ] || PG_BACKENDS=${url##*/}
   local log=$OUT/server-$backend-$dataset.log
   # Time to serve: open (and migrate) the database, answer /healthz.
   local t0=$EPOCHREALTIME
@@ -449,17 +559,36 @@ row "0. baseline" "-" "-" "$RPS" "$P50" "$P99" "$(SERVER_PID=$BASE_PID peak_rss_
   "fixed 645-byte JSON, no I/O $(errors_note)" "$RPS" "$OTHERS / $OTHERS"
 say "baseline: $RPS req/s (machine ${BUSY} % busy before)"
 
+PG_OK=
+if echo " $BACKENDS " | grep -q ' postgres '; then
+  if pg_reachable; then
+    PG_OK=1
+  else
+    say "PostgreSQL: no server answers at $PG_URL (psql); its rows are skipped"
+  fi
+fi
 for dataset in $DATASETS; do
-  # One line per backend × dataset. PostgreSQL, once its store lands:
-  #   run_target postgres "$dataset" "$BENCH_POSTGRES_URL"
-  run_target sqlite "$dataset" "sqlite://$WORK/$dataset.db"
+  for backend in $BACKENDS; do
+    case $backend in
+      sqlite) run_target sqlite "$dataset" "sqlite://$WORK/$dataset.db" ;;
+      postgres)
+        if [ -n "$PG_OK" ]; then
+          run_target postgres "$dataset" "$PG_URL/${PG_STAMP}_$dataset"
+          drop_pg_databases
+        else
+          row "all" postgres "$dataset" "-" "-" "-" "-" "skipped: no PostgreSQL server answers at $PG_URL"
+        fi
+        ;;
+      *) echo "unknown backend $backend (BENCH_BACKENDS: sqlite postgres)" >&2; exit 2 ;;
+    esac
+  done
 done
 stop_baseline
 
 # ---------------------------------------------------------------- the table
 {
   echo "Capacity API benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(nproc) cores, wrk ${THREADS} threads, ${CONNS} connections, ${WARMUP} s warm-up + ${DURATION} s per workload"
-  echo "vs baseline = req/s ÷ the baseline's req/s measured just before (${BASE_DURATION} s); others = CPU used by other processes on this shared machine, % of all cores, during the baseline / the workload run; RSS = the server's peak (VmHWM)"
+  echo "vs baseline = req/s ÷ the baseline's req/s measured just before (${BASE_DURATION} s); others = CPU used by other processes on this shared machine, % of all cores, during the baseline / the workload run (on PostgreSQL the backends serving the run's database count as the server, not as others); RSS = the server's peak (VmHWM; PostgreSQL's own memory not included)"
   echo
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
     workload backend dataset "req/s" "p50 ms" "p99 ms" "baseline req/s" "vs baseline" "peak RSS MiB" "others %" note

@@ -6,12 +6,14 @@
 //! (see `crates/capacity-store-sqlite/src/{pools,allocations,usage}.rs`):
 //! `pools` + the `initial` row of `supply_changes`, `service_lines`,
 //! `allocations` + their first `allocation_terms` + their `commitment_steps`
-//! (built by the domain's own [`CommitmentSchedule`]), and `usage_records`.
+//! (built by the domain's own [`CommitmentSchedule`]), `usage_records` and
+//! their weekly rollups (`usage_weeks`, `pool_usage_weeks`).
 //! Ids are minted with the domain's [`mint`] from the `sequences` table, which
 //! is bumped at the end, so the server goes on minting after the generated
 //! rows. Instants are UTC microseconds; quantities are thousandths. The
 //! outbox `events` of these creates are not written (no benchmarked read
-//! touches them and they would double the file).
+//! touches them and they would double the file), and this week's
+//! low-utilisation evaluation is recorded as done (see below).
 //!
 //! Layout: `--workspaces` workspaces, each with one pool of every resource
 //! type (so 5 pools per workspace; a workspace holds at most one per type).
@@ -29,7 +31,13 @@
 //! caller writes to a temporary file and renames it on success.
 //!
 //! Prints shell `KEY=VALUE` lines describing what it made, for `bench/run.sh`.
+//!
+//! PostgreSQL: `--copy-to-postgres URL` copies such a file, once made, into a
+//! database `capacity migrate` has migrated (see [`postgres`]), so the rows
+//! are written by this one code path for both backends.
 #![forbid(unsafe_code)]
+
+mod postgres;
 
 use capacity_domain::ids::{MintedPrefix, mint};
 use capacity_domain::model::Resource;
@@ -38,6 +46,7 @@ use capacity_domain::timeline::CommitmentSchedule;
 use capacity_domain::{Instant, Quantity, ResourceType};
 use clap::Parser;
 use rusqlite::{Connection, params};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant as Clock;
 
@@ -74,6 +83,10 @@ struct Args {
     /// Seed of the pseudo-random choices (the dataset is deterministic).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Generate nothing: copy the finished SQLite file (`--db`) into this
+    /// PostgreSQL database, already migrated by `capacity migrate`.
+    #[arg(long, value_name = "URL")]
+    copy_to_postgres: Option<String>,
 }
 
 /// SplitMix64: small, fast, deterministic; good enough to spread test data.
@@ -93,7 +106,7 @@ impl Rng {
     }
 }
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn next_seq(conn: &Connection, prefix: MintedPrefix) -> Res<i64> {
     Ok(conn.query_row(
@@ -105,6 +118,15 @@ fn next_seq(conn: &Connection, prefix: MintedPrefix) -> Res<i64> {
 
 fn main() -> Res<()> {
     let args = Args::parse();
+    if let Some(url) = &args.copy_to_postgres {
+        let started = Clock::now();
+        let rows = postgres::copy(&args.db, url)?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("# copied to PostgreSQL by capacity-datagen in {secs:.1} s");
+        println!("PG_COPY_SECONDS={secs:.1}");
+        println!("PG_COPY_ROWS={rows}");
+        return Ok(());
+    }
     let now = Instant::parse(&args.now).map_err(|e| format!("--now {e}"))?;
     if args.alloc_workspaces > args.workspaces || args.alloc_workspaces == 0 {
         return Err("--alloc-workspaces must be between 1 and --workspaces".into());
@@ -148,6 +170,7 @@ fn main() -> Res<()> {
         usage_left: args.usage,
         usage_written: 0,
         last_started: None,
+        pool_weeks: BTreeMap::new(),
     };
 
     let pool_created = now.plus_micros(-400 * MICROS_PER_DAY);
@@ -195,6 +218,7 @@ fn main() -> Res<()> {
         }
     }
     g.leftover_usage()?;
+    g.pool_usage_weeks()?;
     conn.execute_batch("COMMIT")?;
 
     conn.execute(
@@ -217,6 +241,17 @@ fn main() -> Res<()> {
           WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= ?1), \
          committed_through = ?1 WHERE committed_through < ?1",
         [now.micros()],
+    )?;
+    // This week's low-utilisation evaluation counts as done, as it would be
+    // on a service that has been running: otherwise every fresh server of the
+    // benchmark starts it over — ~680,000 `capacity.utilisation_low` events in
+    // one transaction, 40 s on SQLite and over 7 minutes on PostgreSQL, during
+    // the measured runs, holding the EVT sequence (so every write waits) —
+    // and, killed before it commits, never finishes.
+    conn.execute(
+        "INSERT INTO evaluations (kind, period_start, evaluated_at) VALUES ('utilisation_low', ?1, ?2) \
+         ON CONFLICT DO NOTHING",
+        [now.week_start().micros(), now.micros()],
     )?;
     // Back to the mode the server opens it in (persistent in the file).
     conn.execute_batch("PRAGMA locking_mode = NORMAL;")?;
@@ -264,8 +299,10 @@ struct Gen<'a> {
     alloc_seq: i64,
     usage_left: u64,
     usage_written: u64,
-    /// The last allocation that has started: (seq, organization, starts_at).
-    last_started: Option<(i64, String, Instant)>,
+    /// The last allocation that has started: (seq, pool seq, organization, starts_at).
+    last_started: Option<(i64, i64, String, Instant)>,
+    /// Usage per (pool, week), written at the end (`pool_usage_weeks`).
+    pool_weeks: BTreeMap<(i64, i64), i64>,
 }
 
 /// Supply of every generated pool: 10^9 units, in thousandths.
@@ -398,15 +435,18 @@ impl Gen<'_> {
         if starts_at < now && self.usage_left > 0 {
             let share = self.usage_left.div_ceil(allocs_left);
             let from = starts_at.max(now.plus_micros(-12 * MICROS_PER_WEEK));
-            self.usage(seq, org, rt, from, share)?;
-            self.last_started = Some((seq, org.to_owned(), from));
+            self.usage(seq, pool_seq, org, rt, from, share)?;
+            self.last_started = Some((seq, pool_seq, org.to_owned(), from));
         }
         Ok(())
     }
 
+    /// `count` usage records of one allocation, and their weekly rollups as
+    /// the store keeps them (`usage_weeks`; `pool_usage_weeks` at the end).
     fn usage(
         &mut self,
         seq: i64,
+        pool_seq: i64,
         org: &str,
         rt: ResourceType,
         from: Instant,
@@ -417,6 +457,7 @@ impl Gen<'_> {
             "INSERT INTO usage_records (organization_id, record_id, allocation_seq, quantity, occurred_at, received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut weeks: BTreeMap<i64, i64> = BTreeMap::new();
         for j in 0..count {
             // Evenly spaced in time, so (allocation, occurred_at) is appended in order.
             let at = from.micros() + span * j as i64 / count as i64;
@@ -432,9 +473,22 @@ impl Gen<'_> {
                 at,
                 (at + 60_000_000).min(self.now.micros())
             ])?;
+            *weeks
+                .entry(Instant::from_micros(at).week_start().micros())
+                .or_default() += quantity;
             self.usage_written += 1;
         }
         self.usage_left -= count;
+        // An upsert: the leftover records may land on an allocation (and
+        // weeks) already written.
+        let mut week = self.conn.prepare_cached(
+            "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (allocation_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity",
+        )?;
+        for (&w, &q) in &weeks {
+            week.execute(params![seq, w, q])?;
+            *self.pool_weeks.entry((pool_seq, w)).or_default() += q;
+        }
         Ok(())
     }
 
@@ -444,7 +498,7 @@ impl Gen<'_> {
         if self.usage_left == 0 {
             return Ok(());
         }
-        let Some((seq, org, from)) = self.last_started.clone() else {
+        let Some((seq, pool_seq, org, from)) = self.last_started.clone() else {
             return Err("no allocation has started: nowhere to put usage".into());
         };
         let rt: String = self.conn.query_row(
@@ -454,6 +508,16 @@ impl Gen<'_> {
         )?;
         let rt = ResourceType::parse(&rt).ok_or("bad resource type")?;
         let left = self.usage_left;
-        self.usage(seq, &org, rt, from, left)
+        self.usage(seq, pool_seq, &org, rt, from, left)
+    }
+
+    fn pool_usage_weeks(&mut self) -> Res<()> {
+        let mut ins = self.conn.prepare_cached(
+            "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) VALUES (?1, ?2, ?3)",
+        )?;
+        for (&(pool, week), &q) in &self.pool_weeks {
+            ins.execute(params![pool, week, q])?;
+        }
+        Ok(())
     }
 }
