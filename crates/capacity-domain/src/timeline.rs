@@ -58,19 +58,24 @@ impl Timeline {
         }
     }
 
+    /// Indices of the steps strictly after `from` and strictly before `to`.
+    fn inside(&self, from: Instant, to: Instant) -> std::ops::Range<usize> {
+        let lo = self.steps.partition_point(|s| s.0 <= from);
+        lo..self.steps.partition_point(|s| s.0 < to).max(lo)
+    }
+
     /// The steps strictly after `from` and strictly before `to`.
     pub fn steps_inside(&self, from: Instant, to: Instant) -> &[(Instant, i64)] {
-        let lo = self.steps.partition_point(|s| s.0 <= from);
-        let hi = self.steps.partition_point(|s| s.0 < to).max(lo);
-        &self.steps[lo..hi]
+        &self.steps[self.inside(from, to)]
     }
 
     /// The largest value over `[from, to)`, in thousandths.
     pub fn peak(&self, from: Instant, to: Instant) -> i64 {
-        let lo = self.steps.partition_point(|s| s.0 <= from);
-        let hi = self.steps.partition_point(|s| s.0 < to).max(lo);
         let at_from = self.value_at(from);
-        self.totals[lo..hi].iter().copied().fold(at_from, i64::max)
+        self.totals[self.inside(from, to)]
+            .iter()
+            .copied()
+            .fold(at_from, i64::max)
     }
 
     pub fn plus(&self, other: &Timeline) -> Timeline {

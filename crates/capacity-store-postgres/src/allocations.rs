@@ -286,9 +286,8 @@ async fn ensure_service_line(
 }
 
 /// Replaces an allocation's materialised commitment steps and records the
-/// change on its pool (`pools::touch`): the pool's stored commitment is first
-/// folded up to `now`, then moved by whatever the change does at or before
-/// the fold. The caller holds the pool row's lock.
+/// change on its pool (`pools::touch`), keeping the pool's stored running
+/// commitment exact. The caller holds the pool row's lock.
 pub async fn write_steps(
     db: &Db<'_>,
     pool_seq: i64,
@@ -296,20 +295,19 @@ pub async fn write_steps(
     timeline: &Timeline,
     now: Instant,
 ) -> Result<(), StoreError> {
-    let through = pools::fold_one(db, pool_seq, now).await?;
-    let folded_before: i64 = db
-        .query_one(
-            "SELECT COALESCE(SUM(delta), 0)::BIGINT FROM commitment_steps WHERE allocation_seq = $1 AND at <= $2",
-            &[&alloc_seq, &through.micros()],
+    let through = pools::folded_through(db, pool_seq).await?;
+    let mut folded_before = 0;
+    for r in db
+        .query(
+            "DELETE FROM commitment_steps WHERE allocation_seq = $1 RETURNING at, delta",
+            &[&alloc_seq],
         )
         .await?
-        .try_get(0)
-        .db()?;
-    db.execute(
-        "DELETE FROM commitment_steps WHERE allocation_seq = $1",
-        &[&alloc_seq],
-    )
-    .await?;
+    {
+        if r.try_get::<_, i64>(0).db()? <= through.micros() {
+            folded_before += r.try_get::<_, i64>(1).db()?;
+        }
+    }
     for &(at, delta) in timeline.steps() {
         db.execute(
             "INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) VALUES ($1, $2, $3, $4)",
@@ -320,6 +318,7 @@ pub async fn write_steps(
     pools::touch(
         db,
         pool_seq,
+        through,
         timeline.value_at(through) - folded_before,
         now,
     )

@@ -366,25 +366,22 @@ pub async fn commitment_between(
     ))
 }
 
-/// The fold of migration 0008: adds the steps up to `$1` to the stored
-/// commitment of the pools not folded that far.
-macro_rules! fold {
-    () => {
-        "UPDATE pools SET committed_base = committed_base + \
-         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
-          WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= $1)::BIGINT, \
-         committed_through = $1 WHERE committed_through < $1"
-    };
+/// Folds the steps up to `to` into the stored commitment of every pool not
+/// folded that far (migration 0008). Returns the pools moved.
+pub async fn fold_all(db: &Db<'_>, to: Instant) -> Result<usize, StoreError> {
+    Ok(db
+        .execute(
+            "UPDATE pools SET committed_base = committed_base + \
+             (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+              WHERE c.pool_seq = pools.seq AND c.at > pools.committed_through AND c.at <= $1)::BIGINT, \
+             committed_through = $1 WHERE committed_through < $1",
+            &[&to.micros()],
+        )
+        .await? as usize)
 }
 
-/// Folds the steps up to `to` into the stored commitment of one pool (whose
-/// row the caller has locked). Returns where the pool is folded to now.
-pub async fn fold_one(db: &Db<'_>, pool_seq: i64, to: Instant) -> Result<Instant, StoreError> {
-    db.execute(
-        concat!(fold!(), " AND seq = $2"),
-        &[&to.micros(), &pool_seq],
-    )
-    .await?;
+/// Where a pool's stored commitment is folded to (migration 0008).
+pub async fn folded_through(db: &Db<'_>, pool_seq: i64) -> Result<Instant, StoreError> {
     let through: i64 = db
         .query_one(
             "SELECT committed_through FROM pools WHERE seq = $1",
@@ -396,25 +393,25 @@ pub async fn fold_one(db: &Db<'_>, pool_seq: i64, to: Instant) -> Result<Instant
     Ok(Instant::from_micros(through))
 }
 
-/// Folds every pool not folded up to `to`. Returns the pools moved.
-pub async fn fold_all(db: &Db<'_>, to: Instant) -> Result<usize, StoreError> {
-    Ok(db.execute(fold!(), &[&to.micros()]).await? as usize)
-}
-
-/// Records a change to the pool's supply or commitments: bumps its
-/// generation (what cached forecasts are keyed by) and `updated_at`, and adds
-/// `folded_delta` — the change to the steps at or before the fold — to the
-/// stored commitment.
+/// Records a change to the pool's supply or commitments, after its
+/// commitment steps were written: bumps its generation (what cached
+/// forecasts are keyed by) and `updated_at`, adds `folded_delta` — what the
+/// change did at or before `through`, where the pool was folded to before it
+/// — to the stored commitment, and folds it on up to `now`.
 pub async fn touch(
     db: &Db<'_>,
     pool_seq: i64,
+    through: Instant,
     folded_delta: i64,
     now: Instant,
 ) -> Result<(), StoreError> {
     db.execute(
-        "UPDATE pools SET committed_base = committed_base + $1, generation = generation + 1, \
-         updated_at = $2 WHERE seq = $3",
-        &[&folded_delta, &now.micros(), &pool_seq],
+        "UPDATE pools SET committed_base = committed_base + $1 + \
+         (SELECT COALESCE(SUM(c.delta), 0) FROM commitment_steps c \
+          WHERE c.pool_seq = $4 AND c.at > $2 AND c.at <= $3)::BIGINT, \
+         committed_through = GREATEST($2, $3), generation = generation + 1, updated_at = $3 \
+         WHERE seq = $4",
+        &[&folded_delta, &through.micros(), &now.micros(), &pool_seq],
     )
     .await?;
     Ok(())
@@ -453,7 +450,7 @@ pub async fn adjust(
         &scope.token_id,
     )
     .await?;
-    touch(db, seq, 0, now).await?;
+    touch(db, seq, folded_through(db, seq).await?, 0, now).await?;
     let (_, pool_after) = load(db, scope, id, now).await?;
     insert_event(
         db,
