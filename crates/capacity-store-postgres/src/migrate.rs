@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commitment_totals",
         include_str!("../migrations/0008_commitment_totals.sql"),
     ),
+    (
+        10,
+        "fewer_allocation_indexes",
+        include_str!("../migrations/0010_fewer_allocation_indexes.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

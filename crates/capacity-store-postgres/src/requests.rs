@@ -293,6 +293,13 @@ pub async fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
+/// The allocations of a pool (`$1`) whose commitment ends in `[$2, $3)`: a
+/// negative step at the allocation's end or closing.
+const EXPIRING: &str = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM commitment_steps c \
+     JOIN allocations a ON a.seq = c.allocation_seq \
+     WHERE c.pool_seq = $1 AND c.at >= $2 AND c.at < $3 AND c.delta < 0 \
+     AND (c.at = a.ends_at OR c.at = a.closed_at) ORDER BY c.at, c.allocation_seq";
+
 pub async fn forecast_data(
     db: &Db<'_>,
     scope: &Scope,
@@ -391,24 +398,17 @@ async fn pool_period(
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
-    // What ends inside the period is read off the commitment steps: the step
-    // at an allocation's end (or closing) is minus what it committed just
-    // before.
+    // What ends inside the period is read off the pool's commitment steps:
+    // the step at an allocation's end (or closing) is minus what it
+    // committed just before.
     let mut expiring = Vec::new();
-    for col in ["ends_at", "closed_at"] {
-        let sql = format!(
-            "SELECT a.id, a.service_line_id, c.at, -c.delta FROM allocations a \
-             JOIN commitment_steps c ON c.pool_seq = a.pool_seq AND c.allocation_seq = a.seq AND c.at = a.{col} \
-             WHERE a.pool_seq = $1 AND a.{col} >= $2 AND a.{col} < $3 AND c.delta < 0"
-        );
-        for r in db.query(&sql, &range).await? {
-            expiring.push(Expiring {
-                allocation_id: AllocationId::from_trusted(r.try_get(0).db()?),
-                service_line_id: ServiceLineId::from_trusted(r.try_get(1).db()?),
-                ends_at: Instant::from_micros(r.try_get(2).db()?),
-                committed: Quantity::from_thousandths(r.try_get(3).db()?),
-            });
-        }
+    for r in db.query(EXPIRING, &range).await? {
+        expiring.push(Expiring {
+            allocation_id: AllocationId::from_trusted(r.try_get(0).db()?),
+            service_line_id: ServiceLineId::from_trusted(r.try_get(1).db()?),
+            ends_at: Instant::from_micros(r.try_get(2).db()?),
+            committed: Quantity::from_thousandths(r.try_get(3).db()?),
+        });
     }
     Ok(PoolPeriod::new(supply, committed, supply_changes, expiring))
 }

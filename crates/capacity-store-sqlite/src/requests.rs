@@ -297,6 +297,13 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
+/// The allocations of a pool (`?1`) whose commitment ends in `[?2, ?3)`: a
+/// negative step at the allocation's end or closing.
+const EXPIRING: &str = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM commitment_steps c \
+     JOIN allocations a ON a.seq = c.allocation_seq \
+     WHERE c.pool_seq = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.delta < 0 \
+     AND (c.at = a.ends_at OR c.at = a.closed_at) ORDER BY c.at, c.allocation_seq";
+
 pub fn forecast_data(
     conn: &Connection,
     scope: &Scope,
@@ -389,32 +396,26 @@ fn pool_period(
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
-    // What ends inside the period is read off the commitment steps: the step
-    // at an allocation's end (or closing) is minus what it committed just
-    // before.
-    let mut expiring = Vec::new();
-    let ends = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM allocations a \
-         JOIN commitment_steps c ON c.pool_seq = a.pool_seq AND c.allocation_seq = a.seq AND c.at = a.{col} \
-         WHERE a.pool_seq = ?1 AND a.{col} >= ?2 AND a.{col} < ?3 AND c.delta < 0";
-    for col in ["ends_at", "closed_at"] {
-        let mut stmt = conn.prepare_cached(&ends.replace("{col}", col)).db()?;
-        let rows = stmt
-            .query_map(
-                params![pool_seq, period.start.micros(), period.end.micros()],
-                |r| {
-                    Ok(Expiring {
-                        allocation_id: AllocationId::from_trusted(r.get(0)?),
-                        service_line_id: capacity_domain::ServiceLineId::from_trusted(r.get(1)?),
-                        ends_at: Instant::from_micros(r.get(2)?),
-                        committed: Quantity::from_thousandths(r.get(3)?),
-                    })
-                },
-            )
-            .db()?
-            .collect::<Result<Vec<_>, _>>()
-            .db()?;
-        expiring.extend(rows);
-    }
+    // What ends inside the period is read off the pool's commitment steps:
+    // the step at an allocation's end (or closing) is minus what it
+    // committed just before.
+    let expiring = conn
+        .prepare_cached(EXPIRING)
+        .db()?
+        .query_map(
+            params![pool_seq, period.start.micros(), period.end.micros()],
+            |r| {
+                Ok(Expiring {
+                    allocation_id: AllocationId::from_trusted(r.get(0)?),
+                    service_line_id: capacity_domain::ServiceLineId::from_trusted(r.get(1)?),
+                    ends_at: Instant::from_micros(r.get(2)?),
+                    committed: Quantity::from_thousandths(r.get(3)?),
+                })
+            },
+        )
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
     Ok(PoolPeriod::new(supply, committed, supply_changes, expiring))
 }
 

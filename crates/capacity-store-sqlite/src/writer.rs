@@ -7,6 +7,23 @@
 //! load one disk flush serves many requests, and each request still sees the
 //! effects of the ones before it, exactly as if they ran one by one.
 //!
+//! The flush is not the writer's: in WAL mode the connection commits with
+//! `synchronous = NORMAL` (frames written, not flushed) and hands the
+//! batch to a syncing thread, which flushes the WAL file (`fdatasync`) and
+//! only then answers the batch's callers; meanwhile the writer runs the
+//! next batch. One flush covers every batch committed before it began, and
+//! a batch built on an earlier one is answered after it (the WAL is
+//! replayed in order: a lost batch takes every later one with it). What a
+//! committed batch wrote is visible to readers before its flush ends (for
+//! about a millisecond); only a crash of the machine itself (not of the
+//! process: the written frames are in the kernel's cache) could then
+//! erase something a reader saw, and never something a caller was told
+//! was done. Webhooks are not sent for it either: deliveries are claimed
+//! by a later write, answered after a later flush. If a flush fails, the
+//! batches it covered are answered 503 and the writer refuses every later
+//! write: after a failed `fsync` the kernel may have dropped the pages, and
+//! a later success would not say otherwise.
+//!
 //! A savepoint is not free: SQLite copies every page a savepoint changes
 //! into a sub-journal first, which for a write touching a thousand index
 //! pages (a usage batch) is most of its cost. So a write that can be run
@@ -19,6 +36,9 @@
 use capacity_store::{Result, StoreError};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub const MAX_BATCH: usize = 64;
@@ -114,9 +134,24 @@ pub struct Writer {
 impl Writer {
     pub fn start(conn: Connection) -> Writer {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(4096);
+        let wal = wal_file(&conn);
+        if wal.is_some() {
+            // The syncing thread flushes instead (see the module's notes).
+            conn.execute_batch("PRAGMA synchronous = NORMAL")
+                .expect("set the writer's synchronous mode");
+        }
+        let broken = Arc::new(AtomicBool::new(false));
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel::<Vec<Box<dyn Job>>>();
+        {
+            let broken = broken.clone();
+            std::thread::Builder::new()
+                .name("sqlite-sync".into())
+                .spawn(move || sync(wal, synced_rx, &broken))
+                .expect("spawn the SQLite sync thread");
+        }
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, synced_tx, &broken))
             .expect("spawn the SQLite writer thread");
         Writer { jobs: tx }
     }
@@ -165,7 +200,24 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+/// The WAL file of a connection in WAL mode on a file, whose flushes the
+/// syncing thread takes over; `None` (the connection flushes its own
+/// commits) otherwise.
+fn wal_file(conn: &Connection) -> Option<PathBuf> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .ok()?;
+    let path = conn.path().filter(|p| !p.is_empty())?;
+    mode.eq_ignore_ascii_case("wal")
+        .then(|| PathBuf::from(format!("{path}-wal")))
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    synced: std::sync::mpsc::Sender<Vec<Box<dyn Job>>>,
+    broken: &AtomicBool,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -174,6 +226,12 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if broken.load(Ordering::Acquire) {
+            for job in batch.drain(..) {
+                job.finish(Some(UNSYNCED));
+            }
+            continue;
         }
         // Repeatable writes first (a stable sort: each kind keeps its order).
         batch.sort_by_key(|job| !job.repeatable());
@@ -194,8 +252,62 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
                 }
             },
         };
-        for job in batch.drain(..) {
-            job.finish(commit_error.as_deref());
+        let done = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        match commit_error {
+            // Answered once flushed.
+            None => {
+                if let Err(unsent) = synced.send(done) {
+                    for job in unsent.0 {
+                        job.finish(Some("the sync thread has stopped"));
+                    }
+                }
+            }
+            Some(e) => {
+                for job in done {
+                    job.finish(Some(&e));
+                }
+            }
+        }
+    }
+}
+
+/// Why writes fail once a flush has failed.
+const UNSYNCED: &str = "the database file could not be flushed to disk; restart the service";
+
+/// The syncing thread: flushes the WAL file once for all the batches
+/// committed so far, then answers them.
+fn sync(
+    wal: Option<PathBuf>,
+    batches: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>,
+    broken: &AtomicBool,
+) {
+    let mut file: Option<std::fs::File> = None;
+    let mut done: Vec<Vec<Box<dyn Job>>> = Vec::new();
+    while let Ok(first) = batches.recv() {
+        done.push(first);
+        done.extend(batches.try_iter());
+        let flushed = match &wal {
+            None => Ok(()),
+            Some(path) => {
+                if file.is_none() {
+                    file = std::fs::OpenOptions::new().write(true).open(path).ok();
+                }
+                match &file {
+                    Some(f) => f.sync_data(),
+                    None => Err(std::io::Error::other(format!(
+                        "cannot open {}",
+                        path.display()
+                    ))),
+                }
+            }
+        };
+        let error = flushed.err().map(|e| {
+            tracing::error!(error = %e, "flushing the WAL failed; refusing further writes");
+            broken.store(true, Ordering::Release);
+            UNSYNCED
+        });
+        for job in done.drain(..).flatten() {
+            job.finish(error);
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::lifecycle::{backdated, events_of};
 use crate::usage::record;
 use crate::*;
 use capacity_domain::forecast::{PlanningPeriod, figures};
-use capacity_domain::model::{RequestStatus, UnitPrice};
+use capacity_domain::model::{AllocationStatus, RequestStatus, UnitPrice};
 use capacity_domain::time::{MICROS_PER_DAY, MICROS_PER_WEEK};
 use capacity_store::{
     AllocationPatch, CommitmentInput, NewDemandRequest, RequestFilter, RequestUpdate,
@@ -361,6 +361,33 @@ pub async fn forecast_data_reads_the_timelines_of_the_period(store: Arc<dyn Stor
     // The peak (160) is held from July 1 to August 15: supply is read where
     // it is least (200).
     assert_eq!((f.committed, f.available, f.gap), (th(160), th(40), th(40)));
+
+    // Closing an allocation now ends its commitment inside the current
+    // quarter: it is listed there, once, with what it committed.
+    s.patch_allocation(
+        &platform(),
+        &allocations[0].id,
+        AllocationPatch {
+            status: Some(AllocationStatus::Closed),
+            ..AllocationPatch::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+    let q2 = PlanningPeriod::parse("2026-Q2").unwrap();
+    let d = store
+        .forecast_data(&platform(), &ws(WS_A), ResourceType::TalentHours, q2, now())
+        .await
+        .unwrap();
+    let p = &d.pool_period;
+    let ended: Vec<_> = p
+        .expiring
+        .iter()
+        .map(|e| (e.allocation_id.clone(), e.ends_at))
+        .collect();
+    assert_eq!(ended, vec![(allocations[0].id.clone(), now())]);
+    assert_eq!(p.expiring_total, p.expiring[0].committed);
 
     // No pool of that type: no supply, but the workspace's demand still counts.
     let compute = read(platform(), ResourceType::Compute).await;

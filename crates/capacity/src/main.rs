@@ -7,6 +7,7 @@
 
 mod client;
 mod config;
+mod logsink;
 mod store;
 
 /// mimalloc rather than the system allocator: a request makes a few hundred
@@ -188,20 +189,13 @@ fn clock() -> Result<Clock, String> {
 /// Logs go to standard error: one structured line per request (see
 /// `capacity-api`'s middleware), filtered by `RUST_LOG` (default `info`).
 ///
-/// Lines are formatted on the request's thread but written by a logging
-/// thread through a buffer flushed whenever the queue runs dry: under load
-/// one `write` carries many lines instead of one system call per request
-/// (measured: the synchronous write was ~5 % of a read's CPU). The queue is
-/// not lossy: if the thread falls 128k lines behind, requests wait rather
-/// than drop their log lines. The returned guard flushes what is queued when
-/// dropped, so `main` holds it until it returns.
-fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are formatted on the request's thread and written by a logging
+/// thread in batches ([`logsink`]). The returned guard writes out what is
+/// buffered when dropped, so `main` holds it until it returns.
+fn init_logs(format: LogFormat) -> logsink::Guard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("capacity-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = logsink::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
