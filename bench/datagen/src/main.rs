@@ -8,9 +8,10 @@
 //! `allocations` + their first `allocation_terms` + their `commitment_steps`
 //! (built by the domain's own [`CommitmentSchedule`]), `usage_records` and
 //! their weekly rollups (`usage_weeks`, `pool_usage_weeks`).
-//! Ids are minted with the domain's [`mint`] from the `sequences` table, which
-//! is bumped at the end, so the server goes on minting after the generated
-//! rows. Instants are UTC microseconds; quantities are thousandths. The
+//! Ids are minted with the domain's [`mint`] from where the server would
+//! mint next (`capacity_store_sqlite::next_seq_sql`), and the `sequences`
+//! floors are raised at the end, so the server goes on minting after the
+//! generated rows. Instants are UTC microseconds; quantities are thousandths. The
 //! outbox `events` of these creates are not written (no benchmarked read
 //! touches them and they would double the file), and this week's
 //! low-utilisation evaluation is recorded as done (see below).
@@ -108,12 +109,13 @@ impl Rng {
 
 pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// The number the server would mint next for `prefix`.
 fn next_seq(conn: &Connection, prefix: MintedPrefix) -> Res<i64> {
-    Ok(conn.query_row(
-        "SELECT next FROM sequences WHERE prefix = ?1",
-        [prefix.as_str()],
-        |r| r.get(0),
-    )?)
+    Ok(
+        conn.query_row(capacity_store_sqlite::next_seq_sql(prefix), [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 fn main() -> Res<()> {

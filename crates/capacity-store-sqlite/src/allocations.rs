@@ -1,7 +1,7 @@
 //! Allocations: reads assemble the record from its row, its terms and its
 //! usage; writes check the no-overcommit rule inside the writer's transaction.
 
-use crate::events::insert_event;
+use crate::events::{insert_event, insert_event_json};
 use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
@@ -359,20 +359,21 @@ pub fn create(
     .execute(params![seq, starts_at.micros(), committed.thousandths(), resources])
     .db()?;
     write_steps(conn, pool_seq, seq, false, &change, now)?;
+    // Serialized once, for the history and the event.
     let created =
-        serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
-    write_history(
+        serde_json::to_string(&alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
+    write_history_json(
         conn,
         seq,
         "created",
         &scope.token_id,
         None,
-        &serde_json::Value::Null,
+        "null",
         &created,
         starts_at,
         now,
     )?;
-    insert_event(
+    insert_event_json(
         conn,
         "capacity.allocation.created",
         &alloc.organization_id,
@@ -396,6 +397,32 @@ pub fn write_history(
     effective_at: Instant,
     now: Instant,
 ) -> Result<(), StoreError> {
+    write_history_json(
+        conn,
+        alloc_seq,
+        action,
+        actor,
+        reason,
+        &before.to_string(),
+        &after.to_string(),
+        effective_at,
+        now,
+    )
+}
+
+/// As [`write_history`], for `before` and `after` already serialized.
+#[allow(clippy::too_many_arguments)]
+fn write_history_json(
+    conn: &Connection,
+    alloc_seq: i64,
+    action: &str,
+    actor: &str,
+    reason: Option<&str>,
+    before: &str,
+    after: &str,
+    effective_at: Instant,
+    now: Instant,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -406,8 +433,8 @@ pub fn write_history(
         action,
         actor,
         reason,
-        before.to_string(),
-        after.to_string(),
+        before,
+        after,
         effective_at.micros(),
         now.micros()
     ])

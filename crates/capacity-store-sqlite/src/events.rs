@@ -16,13 +16,36 @@ pub fn insert_event(
     object: impl serde::Serialize,
     now: Instant,
 ) -> Result<String, StoreError> {
-    let (_, id) = mint_id(conn, MintedPrefix::Event, now)?;
-    let data = serde_json::json!({ "object": object });
+    let object = serde_json::to_string(&object).map_err(|e| StoreError::Internal(e.to_string()))?;
+    insert_event_json(conn, kind, org, workspace, &object, now)
+}
+
+/// As [`insert_event`], for an object already serialized (a write that
+/// also keeps it in the history serializes it once).
+pub fn insert_event_json(
+    conn: &Connection,
+    kind: &str,
+    org: &OrgId,
+    workspace: &WorkspaceId,
+    object: &str,
+    now: Instant,
+) -> Result<String, StoreError> {
+    let (seq, id) = mint_id(conn, MintedPrefix::Event, now)?;
+    let data = format!("{{\"object\":{object}}}");
     conn.prepare_cached(
-        "INSERT INTO events (id, organization_id, workspace_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .db()?
-    .execute(rusqlite::params![id, org.as_str(), workspace.as_str(), kind, data.to_string(), now.micros()])
+    .execute(rusqlite::params![
+        seq,
+        id,
+        org.as_str(),
+        workspace.as_str(),
+        kind,
+        data,
+        now.micros()
+    ])
     .db()?;
     Ok(id)
 }

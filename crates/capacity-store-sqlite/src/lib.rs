@@ -24,6 +24,8 @@ mod usage;
 mod webhooks;
 mod writer;
 
+pub use sql::next_seq_sql;
+
 use async_trait::async_trait;
 use capacity_domain::forecast::PlanningPeriod;
 use capacity_domain::ids::MintedPrefix;
