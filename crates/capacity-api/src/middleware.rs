@@ -51,8 +51,10 @@ pub async fn problems_and_ids(mut req: Request, next: Next) -> Response {
     tracing::info!(
         target: "capacity::http",
         request_id = id.to_str().unwrap_or(""),
-        method = %method,
-        route = %route,
+        // `&str`s, not `%` (Display): each `%` field is formatted into a
+        // String of its own before the line is.
+        method = method.as_str(),
+        route = route.as_str(),
         status = res.status().as_u16(),
         latency_us = elapsed.as_micros() as u64,
         token_id = token.as_deref().unwrap_or("-"),

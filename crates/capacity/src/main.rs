@@ -7,6 +7,7 @@
 
 mod client;
 mod config;
+mod jsonlog;
 mod logsink;
 mod store;
 
@@ -200,7 +201,7 @@ fn init_logs(format: LogFormat) -> logsink::Guard {
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.event_format(jsonlog::JsonLine).init(),
         LogFormat::Pretty => builder.compact().init(),
     }
     guard
