@@ -20,6 +20,7 @@ use capacity_store::{
     StoreError, unit_name,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
@@ -241,25 +242,47 @@ pub fn write_steps(
 ) -> Result<(), StoreError> {
     let through = pools::folded_through(conn, pool_seq)?;
     let mut folded_before = 0;
+    // Each instant's step before and after (none before for a new
+    // allocation). Only what changed is written: a PATCH usually adds or
+    // moves one step and keeps the rest (deleting and inserting every step
+    // cost a PATCH ~40,000 instructions).
+    let mut steps: BTreeMap<i64, (Option<i64>, Option<i64>)> = BTreeMap::new();
     if replacing {
-        let mut del = conn
-            .prepare_cached(
-                "DELETE FROM commitment_steps WHERE allocation_seq = ?1 RETURNING at, delta",
-            )
+        let mut sel = conn
+            .prepare_cached("SELECT at, delta FROM commitment_steps WHERE allocation_seq = ?1")
             .db()?;
-        let mut rows = del.query([alloc_seq]).db()?;
+        let mut rows = sel.query([alloc_seq]).db()?;
         while let Some(r) = rows.next().db()? {
-            if r.get::<_, i64>(0).db()? <= through.micros() {
-                folded_before += r.get::<_, i64>(1).db()?;
+            let (at, delta): (i64, i64) = (r.get(0).db()?, r.get(1).db()?);
+            steps.entry(at).or_default().0 = Some(delta);
+            if at <= through.micros() {
+                folded_before += delta;
             }
         }
     }
-    let mut ins = conn
-        .prepare_cached("INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) VALUES (?1, ?2, ?3, ?4)")
-        .db()?;
     for &(at, delta) in timeline.steps() {
-        ins.execute(params![pool_seq, at.micros(), alloc_seq, delta])
-            .db()?;
+        steps.entry(at.micros()).or_default().1 = Some(delta);
+    }
+    for (at, change) in steps {
+        let sql = match change {
+            (Some(before), Some(after)) if before == after => continue,
+            (Some(_), Some(_)) => {
+                "UPDATE commitment_steps SET delta = ?4 WHERE pool_seq = ?1 AND at = ?2 AND allocation_seq = ?3"
+            }
+            (None, Some(_)) => {
+                "INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) VALUES (?1, ?2, ?3, ?4)"
+            }
+            (Some(_), None) => {
+                "DELETE FROM commitment_steps WHERE pool_seq = ?1 AND at = ?2 AND allocation_seq = ?3"
+            }
+            (None, None) => continue,
+        };
+        let mut stmt = conn.prepare_cached(sql).db()?;
+        match change.1 {
+            Some(after) => stmt.execute(params![pool_seq, at, alloc_seq, after]),
+            None => stmt.execute(params![pool_seq, at, alloc_seq]),
+        }
+        .db()?;
     }
     pools::touch(
         conn,

@@ -117,27 +117,21 @@ fn string(w: &mut impl Write, s: &str) -> fmt::Result {
 struct Escaped<'a, W>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut plain = 0;
-        for (i, c) in s.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if (c as u32) < 0x20 => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", c as u32)?;
-            } else {
-                self.0.write_str(escape)?;
+    fn write_str(&mut self, mut s: &str) -> fmt::Result {
+        // Only ASCII needs escaping, so a byte scan finds every place.
+        while let Some(i) = s.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            self.0.write_str(&s[..i])?;
+            match s.as_bytes()[i] {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                b => write!(self.0, "\\u{b:04x}")?,
             }
-            plain = i + c.len_utf8();
+            s = &s[i + 1..];
         }
-        self.0.write_str(&s[plain..])
+        self.0.write_str(s)
     }
 }
 
