@@ -4,7 +4,7 @@
 use crate::events::{insert_event, insert_event_json};
 use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
-use capacity_domain::ids::MintedPrefix;
+use capacity_domain::ids::{MintedPrefix, parse_minted};
 use capacity_domain::model::{
     Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
     below_actual,
@@ -118,16 +118,29 @@ pub fn load(
     id: &AllocationId,
     now: Instant,
 ) -> Result<(i64, Allocation), StoreError> {
-    let mut q = Query::new(SELECT);
-    q.and("a.id = {}", id.as_str().to_owned());
-    q.scoped(scope, "a.organization_id", "a.workspace_id");
-    let data = conn
-        .prepare_cached(&q.sql)
-        .db()?
-        .query_row(rusqlite::params_from_iter(q.params.iter()), row)
-        .optional()
-        .db()?
-        .ok_or(StoreError::NotFound)?;
+    // A minted id's number is its row's `seq`: the row is found by rowid,
+    // without a walk down the `id` index (one random page fewer per read of
+    // a large table). Ids whose number is not their `seq` (none are minted
+    // so; rows loaded from elsewhere might be) are then looked up by `id`.
+    let seq = parse_minted(MintedPrefix::Allocation, id.as_str());
+    let by = |seq: Option<i64>| {
+        let mut q = Query::new(SELECT);
+        if let Some(seq) = seq {
+            q.and("a.seq = {}", seq);
+        }
+        q.and("a.id = {}", id.as_str().to_owned());
+        q.scoped(scope, "a.organization_id", "a.workspace_id");
+        conn.prepare_cached(&q.sql)
+            .db()?
+            .query_row(rusqlite::params_from_iter(q.params.iter()), row)
+            .optional()
+            .db()
+    };
+    let data = match by(seq)? {
+        Some(data) => data,
+        None if seq.is_some() => by(None)?.ok_or(StoreError::NotFound)?,
+        None => return Err(StoreError::NotFound),
+    };
     complete(conn, data, now)
 }
 
