@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fewer_allocation_indexes",
         include_str!("../migrations/0010_fewer_allocation_indexes.sql"),
     ),
+    (
+        11,
+        "allocation_terms_clustered",
+        include_str!("../migrations/0011_allocation_terms_clustered.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

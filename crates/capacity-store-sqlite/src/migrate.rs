@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0007_commitment_steps_clustered",
     "0008_commitment_totals",
     "0010_fewer_allocation_indexes",
+    "0011_allocation_terms_clustered",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
