@@ -254,7 +254,7 @@ impl PostgresStore {
         T: Send,
         F: for<'c> Fn(&'c Db<'c>) -> Unit<'c, T> + Send + Sync,
     {
-        let mut client = match self.client().await {
+        let client = match self.client().await {
             Ok(c) => c,
             Err(e) => return (Err(e), None),
         };
@@ -263,25 +263,21 @@ impl PostgresStore {
             let result = f(&db).await;
             return (result, db.retry());
         }
-        let begun = match mode {
-            Mode::Snapshot => {
-                client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-            }
-            _ => client.transaction().await,
+        let begin = match mode {
+            Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            _ => "BEGIN",
         };
-        let tx = match begun {
-            Ok(tx) => tx,
-            Err(e) => return (Err(sql::store_error(&e)), sql::retry_reason(&e)),
+        // Until the transaction is over, a dropped attempt (a request timed
+        // out) closes the connection rather than return it to the pool
+        // inside the transaction.
+        let mut guard = InTransaction(Some(client));
+        let Some(client) = guard.0.as_ref() else {
+            return (Err(StoreError::Internal("no connection".into())), None);
         };
-        let (result, retry, failed) = {
-            let db = Db::tx(&tx);
+        let (result, retry, failed, begun, ended) = {
+            let db = Db::tx(client, begin);
             let result = f(&db).await;
-            (result, db.retry(), db.failed())
+            (result, db.retry(), db.failed(), db.begun(), db.ended())
         };
         // PostgreSQL answers COMMIT of a transaction aborted by an error with
         // a silent ROLLBACK: a unit that swallowed a failed statement must
@@ -292,8 +288,14 @@ impl PostgresStore {
             )),
             r => r,
         };
-        match result {
-            Ok(v) => match tx.commit().await {
+        if ended || !begun {
+            // Committed (or rolled back) by the unit's last pipeline, or
+            // nothing was ever sent.
+            guard.release();
+            return (result, retry);
+        }
+        let outcome = match result {
+            Ok(v) => match client.batch_execute("COMMIT").await {
                 Ok(()) => (Ok(v), None),
                 // A connection lost during COMMIT leaves the outcome unknown:
                 // never retried (the caller may retry with an idempotency key).
@@ -302,10 +304,33 @@ impl PostgresStore {
                     sql::retry_reason(&e).filter(|r| *r != Retry::Connection),
                 ),
             },
-            Err(e) => {
-                let _ = tx.rollback().await;
-                (Err(e), retry)
-            }
+            Err(e) => match client.batch_execute("ROLLBACK").await {
+                Ok(()) => (Err(e), retry),
+                // Not known to be out of the transaction: the guard closes it.
+                Err(_) => return (Err(e), retry),
+            },
+        };
+        guard.release();
+        outcome
+    }
+}
+
+/// A pooled connection inside a transaction: see `attempt`.
+struct InTransaction(Option<deadpool_postgres::Client>);
+
+impl InTransaction {
+    /// The transaction is over: the connection goes back to the pool.
+    fn release(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // Detached from the pool and dropped: the connection closes and
+            // PostgreSQL rolls the transaction back.
+            drop(deadpool_postgres::Client::take(client));
         }
     }
 }
@@ -363,15 +388,18 @@ impl Store for PostgresStore {
     }
 
     async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()> {
-        self.run(Mode::Write, |db| {
-            unit!(
-                db.execute(
-                    "UPDATE sequences SET next = GREATEST(next, $1) WHERE prefix = $2",
-                    &[&next, &prefix.as_str()],
-                )
-                .await
-                .map(|_| ())
-            )
+        // Never back: the larger of `next` and the sequence's own next number.
+        // (setval is not transactional, and a nextval between the read and
+        // the setval would be handed out again: this is for loading a seed
+        // before serving, as `capacity demo` does.)
+        let seq = sql::sequence(prefix);
+        let set = format!(
+            "SELECT setval('{seq}', GREATEST($1, \
+             (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {seq})), false)"
+        );
+        self.run(Mode::Read, |db| {
+            let set = set.clone();
+            unit!(db.query_one(&set, &[&next]).await.map(|_| ()))
         })
         .await
     }
@@ -478,7 +506,8 @@ impl Store for PostgresStore {
         id: &AllocationId,
         now: Instant,
     ) -> Result<Allocation> {
-        self.run(Mode::Snapshot, |db| {
+        // One statement (see `allocations::load`): no transaction needed.
+        self.run(Mode::Read, |db| {
             let (scope, id) = (scope.clone(), id.clone());
             unit!(allocations::load(db, &scope, &id, now).await.map(|a| a.1))
         })
@@ -492,7 +521,12 @@ impl Store for PostgresStore {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Allocation>> {
-        self.run(Mode::Snapshot, |db| {
+        // A page is one statement, unless a utilisation filter walks on.
+        let mode = match filter.utilisation_below_tenths {
+            None => Mode::Read,
+            Some(_) => Mode::Snapshot,
+        };
+        self.run(mode, |db| {
             let (scope, filter) = (scope.clone(), filter.clone());
             unit!(allocations::list(db, &scope, &filter, page, now).await)
         })
@@ -542,7 +576,7 @@ impl Store for PostgresStore {
     ) -> Result<Allocation> {
         self.run(Mode::Write, |db| {
             let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
-            unit!(allocations::patch(db, &scope, &id, patch, now).await)
+            unit!(allocations::patch(db, &scope, &id, patch, now, true).await)
         })
         .await
     }
@@ -676,6 +710,21 @@ impl Store for PostgresStore {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<ForecastData> {
+        // One statement when the pool's figures are cached (the usual case:
+        // they change only with the pool); else everything in one snapshot.
+        let cached = self
+            .run(Mode::Read, |db| {
+                let (scope, ws) = (scope.clone(), workspace_id.clone());
+                let cache = self.forecasts.clone();
+                unit!(
+                    requests::forecast_cached(db, &scope, &ws, resource_type, period, now, &cache)
+                        .await
+                )
+            })
+            .await?;
+        if let Some(data) = cached {
+            return Ok(data);
+        }
         self.run(Mode::Snapshot, |db| {
             let (scope, ws) = (scope.clone(), workspace_id.clone());
             let cache = self.forecasts.clone();

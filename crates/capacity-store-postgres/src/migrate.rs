@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commitment_totals",
         include_str!("../migrations/0008_commitment_totals.sql"),
     ),
+    (
+        9,
+        "id_sequences",
+        include_str!("../migrations/0009_id_sequences.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

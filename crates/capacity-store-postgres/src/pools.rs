@@ -24,16 +24,26 @@ macro_rules! committed_at {
     };
 }
 
-/// Pool columns with supply and commitment read at `$1` (now).
-const SELECT: &str = concat!(
-    "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
-    p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
-    (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), ",
-    committed_at!(),
-    " FROM pools p"
-);
+/// `SELECT` and the pool columns of row `p` (what [`row`] reads), with
+/// supply and commitment read at `$1` (now).
+macro_rules! select_columns {
+    () => {
+        concat!(
+            "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+            p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
+            (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), ",
+            committed_at!()
+        )
+    };
+}
 
-fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
+/// Pool columns with supply and commitment read at `$1` (now).
+pub const SELECT: &str = concat!(select_columns!(), " FROM pools p");
+
+/// [`SELECT`] and the pool's generation (column 13).
+pub const SELECT_WITH_GENERATION: &str = concat!(select_columns!(), ", p.generation FROM pools p");
+
+pub fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
     let seq: i64 = r.try_get(0)?;
     let amount: Option<String> = r.try_get(7)?;
     let currency: Option<String> = r.try_get(8)?;
@@ -312,6 +322,79 @@ async fn insert_supply_change(
     .await?;
     Ok(id)
 }
+
+/// What a write judging a change to a pool's commitments reads of it, in
+/// one statement: the pool (`$1` = now), where its stored commitment is
+/// folded to, its supply timeline and its commitment steps after now.
+pub const SELECT_STATE: &str = concat!(
+    select_columns!(),
+    ", p.committed_base, p.committed_through, sup.at, sup.d, com.at, com.d FROM pools p \
+    CROSS JOIN LATERAL (SELECT array_agg(g.at ORDER BY g.at) AS at, array_agg(g.d ORDER BY g.at) AS d \
+        FROM (SELECT effective_at AS at, SUM(delta)::BIGINT AS d FROM supply_changes \
+              WHERE pool_seq = p.seq GROUP BY effective_at) g) sup \
+    CROSS JOIN LATERAL (SELECT array_agg(g.at ORDER BY g.at) AS at, array_agg(g.d ORDER BY g.at) AS d \
+        FROM (SELECT at, SUM(delta)::BIGINT AS d FROM commitment_steps \
+              WHERE pool_seq = p.seq AND at > $1 GROUP BY at) g) com"
+);
+
+/// A pool as a write that changes its commitments sees it, under its lock.
+pub struct State {
+    pub seq: i64,
+    pub pool: Pool,
+    /// The stored commitment and where it is folded to (migration 0008).
+    pub base: i64,
+    pub through: Instant,
+    pub supply: Timeline,
+    /// The total commitment: its value at now, then every later step.
+    pub committed: Timeline,
+}
+
+impl State {
+    /// From a row of [`SELECT_STATE`] read at `now`.
+    pub fn from_row(r: &Row, now: Instant) -> Result<State, StoreError> {
+        let (seq, pool) = row(r).db()?;
+        let pool = text_or_internal(pool, "pool")?;
+        let timeline = |at: usize| -> Result<Vec<(Instant, i64)>, StoreError> {
+            let ats: Option<Vec<i64>> = r.try_get(at).db()?;
+            let ds: Option<Vec<i64>> = r.try_get(at + 1).db()?;
+            Ok(ats
+                .unwrap_or_default()
+                .into_iter()
+                .map(Instant::from_micros)
+                .zip(ds.unwrap_or_default())
+                .collect())
+        };
+        let supply = Timeline::from_steps(timeline(15)?);
+        let committed =
+            Timeline::from_steps(std::iter::once((now, pool.allocated)).chain(timeline(17)?));
+        Ok(State {
+            seq,
+            base: r.try_get(13).db()?,
+            through: Instant::from_micros(r.try_get(14).db()?),
+            pool,
+            supply,
+            committed,
+        })
+    }
+
+    /// The stored commitment and fold point after a write that changes the
+    /// pool's commitment by `change` (new minus old steps of what it
+    /// rewrote), folded on up to `now` as `touch` does: the value at the
+    /// new fold point, computed from what was read under the lock.
+    pub fn folded_after(&self, change: &Timeline, now: Instant) -> (i64, Instant) {
+        if self.through <= now {
+            // The value at now, read, plus the change's.
+            (self.pool.allocated + change.value_at(now), now)
+        } else {
+            (self.base + change.value_at(self.through), self.through)
+        }
+    }
+}
+
+/// Records a change to the pool's commitments whose stored total was
+/// computed by [`State::folded_after`] (see `touch`).
+pub const SET_FOLDED: &str = "UPDATE pools SET committed_base = $1, committed_through = $2, \
+    generation = generation + 1, updated_at = $3 WHERE seq = $4";
 
 fn steps(rows: &[Row]) -> Result<Vec<(Instant, i64)>, StoreError> {
     rows.iter()

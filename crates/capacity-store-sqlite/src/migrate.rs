@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0006_list_indexes",
     "0007_commitment_steps_clustered",
     "0008_commitment_totals",
+    "0009_id_sequences",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
