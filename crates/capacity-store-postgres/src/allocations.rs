@@ -2,10 +2,10 @@
 //! usage; writes lock the pool row, then check the no-overcommit rule with
 //! the same pure function the SQLite backend calls.
 
+use crate::events::event_data;
 use crate::events::insert_event;
-use crate::events::{INSERT as INSERT_EVENT, event_data};
 use crate::pools;
-use crate::sql::{Batch, Db, DbResult, Piped, Query, id_head, minted_sql, values};
+use crate::sql::{Batch, Db, DbResult, Query, id_head, minted_sql, values};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
     Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
@@ -24,7 +24,6 @@ use capacity_store::{
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 /// An allocation whole, in one row: its columns, its terms (arrays, in
 /// effective order) and the usage rolled up for the week starting at `$1`.
@@ -213,58 +212,45 @@ pub async fn list(
     }
 }
 
-/// The lock statement for a pool by id (see `pools::lock`).
-fn lock_query(scope: &Scope, id: &PoolId) -> Query {
-    let mut q = Query::new("SELECT p.seq FROM pools p");
-    q.and("p.id = {}", id.as_str().to_owned());
-    q.scoped(scope, "p.organization_id", "p.workspace_id");
-    q.push(" FOR NO KEY UPDATE");
-    q
-}
-
-/// A create in two round trips:
-/// 1. BEGIN, the pool's lock, the service line's share lock, then the pool's
-///    state (read once the lock is held: its own statement, its own
-///    snapshot), pipelined;
-/// 2. the rules, in Rust; then every write and COMMIT, pipelined. The
-///    allocation's number is taken by the first insert (`nextval`) and
-///    reused by the others (`currval`, this connection's last), so no
-///    number is taken before the rules have passed.
+/// A create in two round trips, four statements:
+/// 1. BEGIN and one statement: the pool's lock and row, then the service
+///    line's share lock and row; the pool's timelines come from the cache
+///    at the row's generation (else one more statement reads them, under
+///    the lock: see `pools::TimelineCache`);
+/// 2. the rules, in Rust; then every write in one statement, and COMMIT,
+///    pipelined. The allocation and event numbers are taken by that
+///    statement, so no number is taken before the rules have passed.
 pub async fn create(
     db: &Db<'_>,
     scope: &Scope,
     new: NewAllocation,
     now: Instant,
+    cache: &pools::TimelineCache,
 ) -> Result<Allocation, StoreError> {
-    let new_ends = new.ends_at;
-    let lock = lock_query(scope, &new.capacity_pool_id);
-    let mut read = Query::new(pools::SELECT_STATE);
-    read.bind(now.micros());
-    read.and("p.id = {}", new.capacity_pool_id.as_str().to_owned());
-    read.scoped(scope, "p.organization_id", "p.workspace_id");
-    let (lock_params, read_params) = (lock.refs(), read.refs());
-    let line_key = new.service_line_id.as_str().to_owned();
-    let mut answers = db
-        .pipeline(&[
-            (&lock.sql, &lock_params),
-            (
-                "SELECT workspace_id, status FROM service_lines WHERE id = $1 FOR SHARE",
-                &[&line_key],
-            ),
-            (&read.sql, &read_params),
-        ])
-        .await?
-        .into_iter();
-    let (Some(locked), Some(line), Some(state)) = (answers.next(), answers.next(), answers.next())
-    else {
-        return Err(StoreError::Internal(
-            "a pipeline answered too little".into(),
-        ));
-    };
-    let (Some(_), Some(state)) = (locked.first(), state.first()) else {
+    // The pool's lock first (see `pools::lock`), then the line's: the order
+    // a service-line close takes them in too. An existing line is
+    // share-locked until commit, so it cannot be closed under an allocation
+    // being made for it.
+    let mut lock = Query::new(&format!(
+        "WITH p AS (SELECT {} FROM pools p",
+        pools::LOCKED_COLUMNS
+    ));
+    lock.and("p.id = {}", new.capacity_pool_id.as_str().to_owned());
+    lock.scoped(scope, "p.organization_id", "p.workspace_id");
+    let line = lock.bind(new.service_line_id.as_str().to_owned());
+    lock.push(&format!(
+        " FOR NO KEY UPDATE), \
+         l AS (SELECT workspace_id, status FROM service_lines WHERE id = {line} FOR SHARE) \
+         SELECT p.*, (SELECT workspace_id FROM l), (SELECT status FROM l) FROM p"
+    ));
+    let Some(locked) = db.query_opt_built(&lock).await? else {
         return Err(StoreError::NotFound);
     };
-    let state = pools::State::from_row(state, now)?;
+    let line: Option<(String, String)> = match locked.try_get::<_, Option<String>>(14).db()? {
+        Some(w) => Some((w, locked.try_get(15).db()?)),
+        None => None,
+    };
+    let state = pools::state(db, pools::Locked::from_row(&locked)?, now, cache).await?;
     let pool = &state.pool;
     let starts_at = new.starts_at.unwrap_or(now);
     if let Some(end) = new.ends_at {
@@ -279,14 +265,12 @@ pub async fn create(
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
     // The service line: registered on first sight; one of another workspace,
-    // or closed, is refused. An existing line is share-locked until commit
-    // (above), so it cannot be closed under an allocation being made for it.
-    // Two transactions registering the same new line race on its primary
-    // key; the loser is run again by the store and then finds the line.
-    let new_line = match line.first() {
-        Some(r) => {
-            let (w, status): (String, String) = (r.try_get(0).db()?, r.try_get(1).db()?);
-            check_line(&new.service_line_id, &pool.workspace_id, &w, &status)?;
+    // or closed, is refused. Two transactions registering the same new line
+    // race on its primary key; the loser is run again by the store and then
+    // finds the line.
+    let new_line = match &line {
+        Some((w, status)) => {
+            check_line(&new.service_line_id, &pool.workspace_id, w, status)?;
             false
         }
         None => true,
@@ -313,8 +297,8 @@ pub async fn create(
     })?;
 
     // The record and its JSON are built with the id left empty; the
-    // statements put the minted id in (the view's first field).
-    let alloc = new.record(
+    // statement puts the minted id in (the view's first field).
+    let mut alloc = new.record(
         AllocationId::from_trusted(String::new()),
         pool,
         starts_at,
@@ -329,7 +313,6 @@ pub async fn create(
             "an allocation's JSON does not open with its id".into(),
         ));
     };
-    let event_rest = format!("{rest}}}");
     let resources = serde_json::to_string(&alloc.terms[0].resources)
         .map_err(|e| StoreError::Internal(e.to_string()))?;
     let (base, through) = state.folded_after(&change, now);
@@ -338,97 +321,128 @@ pub async fn create(
         .iter()
         .map(|&(at, d)| (at.micros(), d))
         .unzip();
-    let alloc_head = id_head(MintedPrefix::Allocation, now);
-    let event_head = id_head(MintedPrefix::Event, now);
-    let (ws, org) = (pool.workspace_id.as_str(), pool.organization_id.as_str());
-    let line_id = alloc.service_line_id.as_str();
-    let ends = new_ends.map(|e| e.micros());
-    let (now_us, starts_us, through_us) = (now.micros(), starts_at.micros(), through.micros());
-    let rt = pool.resource_type.as_str();
-    let token = scope.token_id.as_str();
-    let kind = "capacity.allocation.created";
-    let committed_th = committed.thousandths();
-    let line_params: [&(dyn ToSql + Sync); 4] = [&line_id, &ws, &org, &now_us];
-    let alloc_params: [&(dyn ToSql + Sync); 9] = [
-        &alloc_head,
-        &state.seq,
-        &ws,
-        &org,
-        &line_id,
-        &rt,
-        &starts_us,
-        &ends,
-        &now_us,
-    ];
-    let terms_params: [&(dyn ToSql + Sync); 3] = [&starts_us, &committed_th, &resources];
-    let steps_params: [&(dyn ToSql + Sync); 3] = [&state.seq, &ats, &deltas];
-    let pool_params: [&(dyn ToSql + Sync); 4] = [&base, &through_us, &now_us, &state.seq];
-    let history_params: [&(dyn ToSql + Sync); 4] = [&token, &rest, &starts_us, &now_us];
-    let event_params: [&(dyn ToSql + Sync); 6] =
-        [&event_head, &org, &ws, &kind, &event_rest, &now_us];
-    let mut writes: Vec<Piped<'_>> = Vec::with_capacity(7);
-    if new_line {
-        writes.push((
-            "INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'active', $4, $4)",
-            &line_params,
-        ));
-    }
-    let id_rows_at = writes.len();
-    writes.extend_from_slice(&[
-        (&*INSERT_ALLOCATION, &alloc_params),
-        (
-            "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-             VALUES (currval('ids_alloc'), $1, $2, $3, NULL)",
-            &terms_params,
-        ),
-        (
-            "INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
-             SELECT $1, u.at, currval('ids_alloc'), u.d FROM unnest($2::BIGINT[], $3::BIGINT[]) AS u(at, d)",
-            &steps_params,
-        ),
-        (pools::SET_FOLDED, &pool_params),
-        (
-            "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
-             SELECT seq, 'created', $1, NULL, 'null', '{\"id\":\"' || id || '\"' || $2, $3, $4 \
-             FROM allocations WHERE seq = currval('ids_alloc')",
-            &history_params,
-        ),
-        (&*INSERT_EVENT_FOR_ALLOCATION, &event_params),
-    ]);
-    let answers = db.pipeline_commit(&writes).await?;
+    let mut batch = Batch::default();
+    batch.push(
+        &*INSERT_CREATED,
+        values![
+            id_head(MintedPrefix::Allocation, now),
+            state.seq,
+            pool.workspace_id.as_str().to_owned(),
+            pool.organization_id.as_str().to_owned(),
+            alloc.service_line_id.as_str().to_owned(),
+            pool.resource_type.as_str(),
+            starts_at.micros(),
+            alloc.ends_at.map(|e| e.micros()),
+            now.micros(),
+            new_line,
+            committed.thousandths(),
+            resources,
+            ats,
+            deltas,
+            base,
+            through.micros(),
+            scope.token_id.clone(),
+            rest.to_owned(),
+            id_head(MintedPrefix::Event, now),
+            format!("{rest}}}"),
+        ],
+    );
+    let answers = batch.send(db, true).await?;
+    state.committed_change(&change, cache);
     let id: String = answers
-        .get(id_rows_at)
+        .first()
         .and_then(|rows| rows.first())
         .ok_or_else(|| StoreError::Internal("the insert answered no id".into()))?
         .try_get(0)
         .db()?;
-    let mut alloc = alloc;
     alloc.id = AllocationId::from_trusted(id);
     Ok(alloc)
 }
 
-/// `$1` the id's head (`ALLOC-26-`), then pool_seq, workspace, organization,
-/// service line, resource type, starts_at, ends_at, now. Answers the id.
-static INSERT_ALLOCATION: LazyLock<String> = LazyLock::new(|| {
+/// Every write of a create, in one statement. `$1` the id's head
+/// (`ALLOC-26-`), `$2` pool_seq, `$3` workspace, `$4` organization, `$5`
+/// service line, `$6` resource type, `$7` starts_at, `$8` ends_at, `$9` now,
+/// `$10` whether the line is new, `$11` committed, `$12` resources, `$13`/`$14`
+/// the commitment steps, `$15`/`$16` the pool's stored commitment and fold
+/// point (`pools::State::folded_after`), `$17` the actor, `$18` the record's
+/// JSON after its id, `$19` the event id's head, `$20` the event's data after
+/// the id. (Foreign keys are checked at the end of the statement, when the
+/// line and the allocation are in.) Answers the id.
+static INSERT_CREATED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, resource_type, \
-         status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
-         SELECT n, {}, $2, $3, $4, $5, $6, 'active', $7, $8, NULL, $9, $9, 1 \
-         FROM (SELECT nextval('ids_alloc') AS n) s RETURNING id",
-        minted_sql("$1", "n")
+        "WITH line AS (INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
+             SELECT $5, $3, $4, 'active', $9, $9 WHERE $10), \
+         a AS (INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, \
+             resource_type, status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
+             SELECT n, {}, $2, $3, $4, $5, $6, 'active', $7, $8, NULL, $9, $9, 1 \
+             FROM (SELECT nextval('ids_alloc') AS n) s RETURNING seq, id), \
+         t AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             SELECT seq, $7, $11, $12, NULL FROM a), \
+         c AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
+             SELECT $2, u.at, a.seq, u.d FROM a, unnest($13::BIGINT[], $14::BIGINT[]) AS u(at, d)), \
+         p AS (UPDATE pools SET committed_base = $15, committed_through = $16, \
+             generation = generation + 1, updated_at = $9 WHERE seq = $2), \
+         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
+             effective_at, created_at) \
+             SELECT seq, 'created', $17, NULL, 'null', '{{\"id\":\"' || id || '\"' || $18, $7, $9 FROM a), \
+         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+             SELECT n, {}, $4, $3, 'capacity.allocation.created', \
+             '{{\"object\":{{\"id\":\"' || a.id || '\"' || $20, $9 \
+             FROM a, (SELECT nextval('ids_evt') AS n) s) \
+         SELECT id FROM a",
+        minted_sql("$1", "n"),
+        minted_sql("$19", "n")
     )
 });
 
-/// An event whose data is `{"object":` + the allocation just inserted (its
-/// id from `currval`) + `$5`: `$1` the event id's head, then organization,
-/// workspace, type, the data after the id, created_at.
-static INSERT_EVENT_FOR_ALLOCATION: LazyLock<String> = LazyLock::new(|| {
+/// [`SELECT`] with the allocation's materialised commitment steps (columns
+/// 21 and 22: `at` and `delta`, in order).
+static SELECT_WITH_STEPS: LazyLock<String> = LazyLock::new(|| {
+    SELECT.replacen(
+        " FROM allocations a",
+        ", (SELECT array_agg(c.at ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq), \
+         (SELECT array_agg(c.delta ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq) \
+         FROM allocations a",
+        1,
+    )
+});
+
+/// Every write of a PATCH, in one statement. `$1` the allocation's seq,
+/// `$2`–`$4` status, ends_at, closed_at, `$5` now; `$6` whether the terms
+/// change, `$7`–`$10` the new terms (arrays); `$11` pool_seq, `$12`/`$13` the
+/// new steps; `$14`/`$15` the pool's stored commitment and fold point; `$16`
+/// the actor, `$17` the reason; `$18`–`$21` history entries (action, before,
+/// after, effective_at); `$22` the event id's head, `$23` organization,
+/// `$24` workspace, `$25`/`$26` events (type, data), numbered in order.
+static PATCH_WRITES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
-         SELECT n, {}, $2, $3, $4, '{{\"object\":{{\"id\":\"' || a.id || '\"' || $5, $6 \
-         FROM (SELECT nextval('ids_evt') AS n) s, allocations a WHERE a.seq = currval('ids_alloc')",
-        minted_sql("$1", "n")
+        "WITH u AS (UPDATE allocations SET status = $2, ends_at = $3, closed_at = $4, updated_at = $5, \
+             version = version + 1 WHERE seq = $1), \
+         td AS (DELETE FROM allocation_terms WHERE $6 AND allocation_seq = $1 \
+             AND effective_at <> ALL($7::BIGINT[])), \
+         ti AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             SELECT $1, x.e, x.c, x.r, x.why \
+             FROM unnest($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[]) AS x(e, c, r, why) WHERE $6 \
+             ON CONFLICT (allocation_seq, effective_at) DO UPDATE SET committed = EXCLUDED.committed, \
+             resources = EXCLUDED.resources, reason = EXCLUDED.reason), \
+         sd AS (DELETE FROM commitment_steps WHERE allocation_seq = $1 AND pool_seq = $11 \
+             AND at <> ALL($12::BIGINT[])), \
+         si AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
+             SELECT $11, x.at, $1, x.d FROM unnest($12::BIGINT[], $13::BIGINT[]) AS x(at, d) \
+             ON CONFLICT (pool_seq, at, allocation_seq) DO UPDATE SET delta = EXCLUDED.delta), \
+         p AS (UPDATE pools SET committed_base = $14, committed_through = $15, \
+             generation = generation + 1, updated_at = $5 WHERE seq = $11), \
+         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
+             effective_at, created_at) \
+             SELECT $1, x.action, $16, $17::TEXT, x.before, x.after, x.eff, $5 \
+             FROM unnest($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::BIGINT[]) WITH ORDINALITY \
+                 AS x(action, before, after, eff, n) ORDER BY x.n), \
+         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+             SELECT n, {}, $23, $24, x.type, x.data, $5 \
+             FROM (SELECT nextval('ids_evt') AS n, x.type, x.data, x.o \
+                   FROM unnest($25::TEXT[], $26::TEXT[]) WITH ORDINALITY AS x(type, data, o) ORDER BY x.o) x) \
+         SELECT 1",
+        minted_sql("$22", "n")
     )
 });
 
@@ -470,11 +484,12 @@ fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Va
     serde_json::Value::Object(v)
 }
 
-/// A PATCH in two round trips, as `create`: BEGIN, the lock of the
-/// allocation's pool, then (under it) the allocation, the pool's state and
-/// the allocation's materialised steps; then the rules, in Rust; then every
-/// write (and COMMIT, when `commit`: a PATCH made by a service-line close
-/// runs inside that transaction and does not end it).
+/// A PATCH in two round trips, as `create`: BEGIN, the lock and row of the
+/// allocation's pool, then (under it) the allocation with its materialised
+/// steps, pipelined (the pool's timelines from the cache, as for a create);
+/// then the rules, in Rust; then every write in one statement (and COMMIT,
+/// when `commit`: a PATCH made by a service-line close runs inside that
+/// transaction and does not end it).
 pub async fn patch(
     db: &Db<'_>,
     scope: &Scope,
@@ -482,62 +497,44 @@ pub async fn patch(
     patch: AllocationPatch,
     now: Instant,
     commit: bool,
+    cache: &pools::TimelineCache,
 ) -> Result<Allocation, StoreError> {
     // The pool's lock first, as `create` takes it: every write to the pool's
     // commitments (and so to this allocation) waits for it, so what is read
     // after it (the version, the terms, the timelines) stays true until
     // commit. An allocation never moves to another pool.
-    let mut lock =
-        Query::new("SELECT p.seq FROM pools p WHERE p.seq = (SELECT a.pool_seq FROM allocations a");
+    let mut lock = Query::new(&format!(
+        "SELECT {} FROM pools p WHERE p.seq = (SELECT a.pool_seq FROM allocations a",
+        pools::LOCKED_COLUMNS
+    ));
     lock.and("a.id = {}", id.as_str().to_owned());
     lock.scoped(scope, "a.organization_id", "a.workspace_id");
     lock.push(") FOR NO KEY UPDATE");
-    let mut alloc = select(now);
+    // The allocation, with its materialised steps (columns 21, 22).
+    let mut alloc = Query::new(&SELECT_WITH_STEPS);
+    alloc.bind(now.week_start().plus_micros(-MICROS_PER_WEEK).micros());
     alloc.and("a.id = {}", id.as_str().to_owned());
     alloc.scoped(scope, "a.organization_id", "a.workspace_id");
-    let mut state = Query::new(pools::SELECT_STATE);
-    state.bind(now.micros());
-    state.and(
-        "p.seq = (SELECT pool_seq FROM allocations WHERE id = {})",
-        id.as_str().to_owned(),
-    );
-    let key = id.as_str().to_owned();
-    let (lock_p, alloc_p, state_p) = (lock.refs(), alloc.refs(), state.refs());
-    let mut answers = db
-        .pipeline(&[
-            (&lock.sql, &lock_p),
-            (&alloc.sql, &alloc_p),
-            (&state.sql, &state_p),
-            (
-                "SELECT c.at, c.delta FROM commitment_steps c JOIN allocations a ON a.seq = c.allocation_seq \
-                 WHERE a.id = $1",
-                &[&key],
-            ),
-        ])
-        .await?
-        .into_iter();
-    let (Some(locked), Some(alloc), Some(state), Some(old_steps)) = (
-        answers.next(),
-        answers.next(),
-        answers.next(),
-        answers.next(),
-    ) else {
-        return Err(StoreError::Internal(
-            "a pipeline answered too little".into(),
-        ));
-    };
-    let (Some(_), Some(alloc), Some(state)) = (locked.first(), alloc.first(), state.first()) else {
+    let (lock_p, alloc_p) = (lock.refs(), alloc.refs());
+    let answers = db
+        .pipeline(&[(&lock.sql, &lock_p), (&alloc.sql, &alloc_p)])
+        .await?;
+    let first = |i: usize| answers.get(i).and_then(|rows| rows.first());
+    let (Some(locked), Some(alloc)) = (first(0), first(1)) else {
         return Err(StoreError::NotFound);
     };
     let (seq, old) = row(alloc, now)?;
-    let state = pools::State::from_row(state, now)?;
-    let old_steps = Timeline::from_steps(
-        old_steps
-            .iter()
-            .map(|r| Ok((Instant::from_micros(r.try_get(0)?), r.try_get::<_, i64>(1)?)))
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .db()?,
-    );
+    let state = pools::state(db, pools::Locked::from_row(locked)?, now, cache).await?;
+    let old_steps = {
+        let ats: Option<Vec<i64>> = alloc.try_get(21).db()?;
+        let ds: Option<Vec<i64>> = alloc.try_get(22).db()?;
+        Timeline::from_steps(
+            ats.unwrap_or_default()
+                .into_iter()
+                .map(Instant::from_micros)
+                .zip(ds.unwrap_or_default()),
+        )
+    };
     let Some(PatchPlan {
         new,
         change,
@@ -567,39 +564,20 @@ pub async fn patch(
         })?;
     }
 
-    let mut batch = Batch::default();
-    batch.push(
-        "UPDATE allocations SET status = $1, ends_at = $2, closed_at = $3, updated_at = $4, version = version + 1 \
-         WHERE seq = $5",
-        values![
-            new.status.as_str(),
-            new.ends_at.map(|e| e.micros()),
-            new.closed_at.map(|c| c.micros()),
-            now.micros(),
-            seq,
-        ],
-    );
+    // Terms and steps are replaced by deleting the rows not in the new set
+    // and upserting the others (one statement: a delete and an insert of
+    // the same key in one statement would race each other).
+    let mut terms = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if terms_changed {
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for t in &new.terms {
-            cols.0.push(t.effective_at.micros());
-            cols.1.push(t.committed.thousandths());
-            cols.2.push(
+            terms.0.push(t.effective_at.micros());
+            terms.1.push(t.committed.thousandths());
+            terms.2.push(
                 serde_json::to_string(&t.resources)
                     .map_err(|e| StoreError::Internal(e.to_string()))?,
             );
-            cols.3.push(t.reason.clone());
+            terms.3.push(t.reason.clone());
         }
-        batch.push(
-            "DELETE FROM allocation_terms WHERE allocation_seq = $1",
-            values![seq],
-        );
-        batch.push(
-            "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-             SELECT $1, u.e, u.c, u.r, u.why \
-             FROM unnest($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u(e, c, r, why)",
-            values![seq, cols.0, cols.1, cols.2, cols.3],
-        );
     }
     // The materialised steps, and the pool's stored commitment and
     // generation (see `pools::State::folded_after`).
@@ -608,40 +586,19 @@ pub async fn patch(
         .iter()
         .map(|&(at, d)| (at.micros(), d))
         .unzip();
-    batch.push(
-        "DELETE FROM commitment_steps WHERE allocation_seq = $1",
-        values![seq],
-    );
-    batch.push(
-        "INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
-         SELECT $1, u.at, $2, u.d FROM unnest($3::BIGINT[], $4::BIGINT[]) AS u(at, d)",
-        values![state.seq, seq, ats, deltas],
-    );
-    let (base, through) = state.folded_after(&new_timeline.minus(&old_steps), now);
-    batch.push(
-        pools::SET_FOLDED,
-        values![base, through.micros(), now.micros(), state.seq],
-    );
+    let steps_change = new_timeline.minus(&old_steps);
+    let (base, through) = state.folded_after(&steps_change, now);
 
     // History: one entry for what applies now, one for what is scheduled.
-    let mut history = |action: &'static str,
-                       before: serde_json::Value,
-                       after: serde_json::Value,
-                       effective_at: Instant| {
-        batch.push(
-            "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            values![
-                seq,
-                action,
-                scope.token_id.clone(),
-                reason.clone(),
-                before.to_string(),
-                after.to_string(),
-                effective_at.micros(),
-                now.micros(),
-            ],
-        );
+    let mut history: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+    let mut entry = |action: &'static str,
+                     before: serde_json::Value,
+                     after: serde_json::Value,
+                     effective_at: Instant| {
+        history.0.push(action);
+        history.1.push(before.to_string());
+        history.2.push(after.to_string());
+        history.3.push(effective_at.micros());
     };
     let mut before_now = serde_json::Map::new();
     let mut after_now = serde_json::Map::new();
@@ -660,7 +617,7 @@ pub async fn patch(
             extend(&mut before_now, before_terms);
             extend(&mut after_now, after_terms);
         } else {
-            history("updated", before_terms, after_terms, terms_at);
+            entry("updated", before_terms, after_terms, terms_at);
         }
     }
     if !after_now.is_empty() {
@@ -669,45 +626,79 @@ pub async fn patch(
         } else {
             "updated"
         };
-        history(action, before_now.into(), after_now.into(), now);
+        entry(action, before_now.into(), after_now.into(), now);
     }
 
     let updated = new;
-    let mut event = |kind: &'static str, data: String| {
-        batch.push(
-            &*INSERT_EVENT,
-            values![
-                id_head(MintedPrefix::Event, now),
-                updated.organization_id.as_str().to_owned(),
-                updated.workspace_id.as_str().to_owned(),
-                kind,
-                data,
-                now.micros(),
-            ],
-        );
-    };
+    let mut events: (Vec<&str>, Vec<String>) = Default::default();
     let view = event_data(updated.view(now));
     if updated.status == AllocationStatus::Closed {
-        event("capacity.allocation.updated", view.clone());
-        event("capacity.allocation.closed", view);
+        events
+            .0
+            .extend(["capacity.allocation.updated", "capacity.allocation.closed"]);
+        events.1.extend([view.clone(), view]);
     } else {
-        event("capacity.allocation.updated", view);
+        events.0.push("capacity.allocation.updated");
+        events.1.push(view);
     }
     if let Some(c) = change.committed
         && c < old.current_terms(now).committed
         && below_actual(c, old.period, old.actual_last_week)
     {
-        event(
-            "capacity.utilisation_warning",
-            event_data(serde_json::json!({
-                "allocation": updated.view(now),
-                "committed_per_week": old.period.to_per_week(c),
-                "actual_last_week": old.actual_last_week,
-                "effective_at": terms_at,
-            })),
-        );
+        events.0.push("capacity.utilisation_warning");
+        events.1.push(event_data(serde_json::json!({
+            "allocation": updated.view(now),
+            "committed_per_week": old.period.to_per_week(c),
+            "actual_last_week": old.actual_last_week,
+            "effective_at": terms_at,
+        })));
     }
+    let mut batch = Batch::default();
+    batch.push(
+        &*PATCH_WRITES,
+        values![
+            seq,
+            updated.status.as_str(),
+            updated.ends_at.map(|e| e.micros()),
+            updated.closed_at.map(|c| c.micros()),
+            now.micros(),
+            terms_changed,
+            terms.0,
+            terms.1,
+            terms.2,
+            terms.3,
+            state.seq,
+            ats,
+            deltas,
+            base,
+            through.micros(),
+            scope.token_id.clone(),
+            reason,
+            history
+                .0
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<String>>(),
+            history.1,
+            history.2,
+            history.3,
+            id_head(MintedPrefix::Event, now),
+            updated.organization_id.as_str().to_owned(),
+            updated.workspace_id.as_str().to_owned(),
+            events
+                .0
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<String>>(),
+            events.1,
+        ],
+    );
     batch.send(db, commit).await?;
+    if commit {
+        // Committed: the cache may hold what it left. (Inside a caller's
+        // transaction it may still roll back: the next write reads.)
+        state.committed_change(&steps_change, cache);
+    }
     Ok(updated)
 }
 

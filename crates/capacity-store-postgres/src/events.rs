@@ -45,7 +45,7 @@ pub fn event_data(object: impl serde::Serialize) -> String {
 
 /// `$1` the id's head (`EVT-26-`), then organization, workspace, type, data,
 /// created_at. Answers the id.
-pub static INSERT: LazyLock<String> = LazyLock::new(|| {
+static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
          SELECT n, {}, $2, $3, $4, $5, $6 FROM (SELECT nextval('ids_evt') AS n) s RETURNING id",

@@ -126,6 +126,7 @@ impl Default for Options {
 pub struct PostgresStore {
     pool: PgPool,
     forecasts: std::sync::Arc<capacity_store::ForecastCache>,
+    timelines: std::sync::Arc<pools::TimelineCache>,
 }
 
 /// Is this a URL the PostgreSQL backend opens?
@@ -186,6 +187,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             forecasts: Default::default(),
+            timelines: Default::default(),
         };
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
@@ -268,8 +270,7 @@ impl PostgresStore {
             _ => "BEGIN",
         };
         // Until the transaction is over, a dropped attempt (a request timed
-        // out) closes the connection rather than return it to the pool
-        // inside the transaction.
+        // out) must not return the connection to the pool inside it.
         let mut guard = InTransaction(Some(client));
         let Some(client) = guard.0.as_ref() else {
             return (Err(StoreError::Internal("no connection".into())), None);
@@ -327,10 +328,23 @@ impl InTransaction {
 
 impl Drop for InTransaction {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            // Detached from the pool and dropped: the connection closes and
-            // PostgreSQL rolls the transaction back.
-            drop(deadpool_postgres::Client::take(client));
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        // The attempt was dropped mid-transaction (its request was cancelled,
+        // e.g. the client went away): roll back, then the connection goes
+        // back to the pool. ROLLBACK queues behind whatever the attempt had
+        // sent. Without a runtime, or if ROLLBACK fails, the connection is
+        // detached from the pool and closed (PostgreSQL then rolls back).
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(deadpool_postgres::Client::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(deadpool_postgres::Client::take(client)),
         }
     }
 }
@@ -495,7 +509,8 @@ impl Store for PostgresStore {
     ) -> Result<Allocation> {
         self.run(Mode::Write, |db| {
             let (scope, new) = (scope.clone(), new.clone());
-            unit!(allocations::create(db, &scope, new, now).await)
+            let cache = self.timelines.clone();
+            unit!(allocations::create(db, &scope, new, now, &cache).await)
         })
         .await
     }
@@ -576,7 +591,8 @@ impl Store for PostgresStore {
     ) -> Result<Allocation> {
         self.run(Mode::Write, |db| {
             let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
-            unit!(allocations::patch(db, &scope, &id, patch, now, true).await)
+            let cache = self.timelines.clone();
+            unit!(allocations::patch(db, &scope, &id, patch, now, true, &cache).await)
         })
         .await
     }
@@ -603,7 +619,8 @@ impl Store for PostgresStore {
     ) -> Result<ServiceLine> {
         self.run(Mode::Write, |db| {
             let (scope, id, put) = (scope.clone(), id.clone(), put.clone());
-            unit!(service_lines::put(db, &scope, &id, put, now).await)
+            let cache = self.timelines.clone();
+            unit!(service_lines::put(db, &scope, &id, put, now, &cache).await)
         })
         .await
     }

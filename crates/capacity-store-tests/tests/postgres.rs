@@ -247,3 +247,34 @@ async fn concurrent_creates_take_distinct_numbers_and_refusals_take_none() {
         Some(last + 1)
     );
 }
+
+/// Writes judge against timelines a process caches per pool generation:
+/// two processes (two stores) writing to one pool in turn each see what
+/// the other committed, so together they still never overcommit.
+#[tokio::test]
+async fn processes_writing_to_one_pool_in_turn_never_overcommit() {
+    use capacity_store::StoreError;
+    use capacity_store_tests::{allocate, now, platform, talent_pool};
+    let Some((first, db)) = fresh("processes_writing_to_one_pool_in_turn_never_overcommit").await
+    else {
+        return;
+    };
+    let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+    let pool = talent_pool(first.as_ref(), 10).await;
+    allocate(first.as_ref(), &pool.id, 1, 6).await.unwrap();
+    allocate(second.as_ref(), &pool.id, 2, 3).await.unwrap();
+    // The first process cached the pool before the second's create.
+    let refused = allocate(first.as_ref(), &pool.id, 3, 3).await;
+    assert!(
+        matches!(refused, Err(StoreError::InsufficientCapacity { .. })),
+        "{refused:?}"
+    );
+    allocate(first.as_ref(), &pool.id, 4, 1).await.unwrap();
+    let refused = allocate(second.as_ref(), &pool.id, 5, 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::InsufficientCapacity { .. })),
+        "{refused:?}"
+    );
+    let p = second.get_pool(&platform(), &pool.id, now()).await.unwrap();
+    assert_eq!(p.allocated, 10_000);
+}
