@@ -212,46 +212,195 @@ pub async fn list(
     }
 }
 
-/// A create in two round trips, four statements:
-/// 1. BEGIN and one statement: the pool's lock and row, then the service
-///    line's share lock and row; the pool's timelines come from the cache
-///    at the row's generation (else one more statement reads them, under
-///    the lock: see `pools::TimelineCache`);
-/// 2. the rules, in Rust; then every write in one statement, and COMMIT,
-///    pipelined. The allocation and event numbers are taken by that
-///    statement, so no number is taken before the rules have passed.
-pub async fn create(
+/// A create waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct CreateRequest {
+    pub scope: Scope,
+    pub new: NewAllocation,
+}
+
+/// Makes a batch of creates in one transaction (group commit: one BEGIN,
+/// one COMMIT and its WAL flush for all of them), in four statements
+/// whatever their number:
+/// 1. BEGIN, the locks and rows of every pool named (in `seq` order), then
+///    the share locks and rows of every service line named (in id order:
+///    pools before lines, as a service-line close takes them), pipelined.
+///    Each pool's timelines come from the cache at its row's generation
+///    (else one more statement per pool reads them, under its lock: see
+///    `pools::TimelineCache`);
+/// 2. the rules, in Rust, request after request, each judged against the
+///    pool as the ones before it in the batch left it (`pools::State::apply`);
+///    then every accepted create written in one statement, and COMMIT,
+///    pipelined. Numbers are taken by that statement, for accepted creates
+///    only: a refused create takes none.
+///
+/// Answers each request's outcome, in order; an `Err` of the whole is a
+/// database failure (the store runs the batch again, or answers it to all).
+pub async fn create_batch(
     db: &Db<'_>,
-    scope: &Scope,
-    new: NewAllocation,
+    requests: &[CreateRequest],
     now: Instant,
     cache: &pools::TimelineCache,
-) -> Result<Allocation, StoreError> {
-    // The pool's lock first (see `pools::lock`), then the line's: the order
-    // a service-line close takes them in too. An existing line is
-    // share-locked until commit, so it cannot be closed under an allocation
-    // being made for it.
-    let mut lock = Query::new(&format!(
-        "WITH p AS (SELECT {} FROM pools p",
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    let mut pool_ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.new.capacity_pool_id.as_str().to_owned())
+        .collect();
+    pool_ids.sort();
+    pool_ids.dedup();
+    let mut line_ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.new.service_line_id.as_str().to_owned())
+        .collect();
+    line_ids.sort();
+    line_ids.dedup();
+    let lock_pools = format!(
+        "SELECT {} FROM pools p WHERE p.id = ANY($1) ORDER BY p.seq FOR NO KEY UPDATE",
         pools::LOCKED_COLUMNS
-    ));
-    lock.and("p.id = {}", new.capacity_pool_id.as_str().to_owned());
-    lock.scoped(scope, "p.organization_id", "p.workspace_id");
-    let line = lock.bind(new.service_line_id.as_str().to_owned());
-    lock.push(&format!(
-        " FOR NO KEY UPDATE), \
-         l AS (SELECT workspace_id, status FROM service_lines WHERE id = {line} FOR SHARE) \
-         SELECT p.*, (SELECT workspace_id FROM l), (SELECT status FROM l) FROM p"
-    ));
-    let Some(locked) = db.query_opt_built(&lock).await? else {
-        return Err(StoreError::NotFound);
+    );
+    let answers = db
+        .pipeline(&[
+            (&lock_pools, &[&pool_ids]),
+            (
+                "SELECT id, workspace_id, status FROM service_lines WHERE id = ANY($1) \
+                 ORDER BY id FOR SHARE",
+                &[&line_ids],
+            ),
+        ])
+        .await?;
+    let (Some(pool_rows), Some(line_rows)) = (answers.first(), answers.get(1)) else {
+        return Err(StoreError::Internal(
+            "a pipeline answered too little".into(),
+        ));
     };
-    let line: Option<(String, String)> = match locked.try_get::<_, Option<String>>(14).db()? {
-        Some(w) => Some((w, locked.try_get(15).db()?)),
-        None => None,
-    };
-    let state = pools::state(db, pools::Locked::from_row(&locked)?, now, cache).await?;
-    let pool = &state.pool;
+    let mut states: HashMap<String, pools::State> = HashMap::new();
+    for r in pool_rows {
+        let locked = pools::Locked::from_row(r)?;
+        let id = locked.pool.id.as_str().to_owned();
+        states.insert(id, pools::state(db, locked, now, cache).await?);
+    }
+    // Lines as they stand, and as the batch registers them.
+    let mut lines: HashMap<String, (String, String)> = HashMap::new();
+    for r in line_rows {
+        lines.insert(r.try_get(0).db()?, (r.try_get(1).db()?, r.try_get(2).db()?));
+    }
+
+    let mut outcomes: Vec<Result<Allocation, StoreError>> = Vec::with_capacity(requests.len());
+    let mut w = Writes::default();
+    for req in requests {
+        let outcome = judge(req, now, &mut states, &mut lines, &mut w);
+        outcomes.push(outcome);
+    }
+    if w.pool_seq.is_empty() {
+        return Ok(outcomes);
+    }
+    let (mut p_seq, mut p_base, mut p_through, mut p_bump) = (vec![], vec![], vec![], vec![]);
+    for st in states.values() {
+        let (base, through, writes) = st.row_after();
+        if writes > 0 {
+            p_seq.push(st.seq);
+            p_base.push(base);
+            p_through.push(through.micros());
+            p_bump.push(writes);
+        }
+    }
+    let count = w.pool_seq.len() as i64;
+    let mut batch = Batch::default();
+    batch.push(
+        &*INSERT_CREATED,
+        values![
+            count,
+            id_head(MintedPrefix::Allocation, now),
+            id_head(MintedPrefix::Event, now),
+            now.micros(),
+            w.pool_seq,
+            w.ws,
+            w.org,
+            w.line,
+            w.rt,
+            w.starts,
+            w.ends,
+            w.committed,
+            w.resources,
+            w.actor,
+            w.rest,
+            w.line_id,
+            w.line_ws,
+            w.line_org,
+            w.step_o,
+            w.step_at,
+            w.step_d,
+            p_seq,
+            p_base,
+            p_through,
+            p_bump,
+        ],
+    );
+    let answers = batch.send(db, true).await?;
+    for st in states.values() {
+        st.committed(cache);
+    }
+    let mut ids: HashMap<i64, String> = HashMap::new();
+    for r in answers.first().map(Vec::as_slice).unwrap_or_default() {
+        ids.insert(r.try_get(0).db()?, r.try_get(1).db()?);
+    }
+    // The accepted creates, in order, are ordinals 1..=count.
+    let mut ordinal = 0;
+    for outcome in outcomes.iter_mut() {
+        if let Ok(alloc) = outcome {
+            ordinal += 1;
+            let id = ids
+                .remove(&ordinal)
+                .ok_or_else(|| StoreError::Internal("the insert answered too few ids".into()))?;
+            alloc.id = AllocationId::from_trusted(id);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The columns of a batch's accepted creates (and the lines it registers,
+/// and the commitment steps of each create by its ordinal).
+#[derive(Default)]
+struct Writes {
+    pool_seq: Vec<i64>,
+    ws: Vec<String>,
+    org: Vec<String>,
+    line: Vec<String>,
+    rt: Vec<String>,
+    starts: Vec<i64>,
+    ends: Vec<Option<i64>>,
+    committed: Vec<i64>,
+    resources: Vec<String>,
+    actor: Vec<String>,
+    /// The record's JSON after its id (the view's first field).
+    rest: Vec<String>,
+    line_id: Vec<String>,
+    line_ws: Vec<String>,
+    line_org: Vec<String>,
+    step_o: Vec<i64>,
+    step_at: Vec<i64>,
+    step_d: Vec<i64>,
+}
+
+/// One create of a batch: its rules, against the pool as the batch left it;
+/// when accepted, its writes are added to `w` and the record answered (its
+/// id is filled in once written).
+fn judge(
+    req: &CreateRequest,
+    now: Instant,
+    states: &mut HashMap<String, pools::State>,
+    lines: &mut HashMap<String, (String, String)>,
+    w: &mut Writes,
+) -> Result<Allocation, StoreError> {
+    let new = &req.new;
+    let state = states
+        .get_mut(new.capacity_pool_id.as_str())
+        .filter(|st| {
+            req.scope
+                .sees(&st.pool.organization_id, &st.pool.workspace_id)
+        })
+        .ok_or(StoreError::NotFound)?;
+    let pool = state.pool.clone();
     let starts_at = new.starts_at.unwrap_or(now);
     if let Some(end) = new.ends_at {
         if end < now {
@@ -265,17 +414,18 @@ pub async fn create(
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
     // The service line: registered on first sight; one of another workspace,
-    // or closed, is refused. Two transactions registering the same new line
-    // race on its primary key; the loser is run again by the store and then
-    // finds the line.
-    let new_line = match &line {
-        Some((w, status)) => {
-            check_line(&new.service_line_id, &pool.workspace_id, w, status)?;
+    // or closed, is refused. An existing line is share-locked until commit,
+    // so it cannot be closed under an allocation being made for it. Two
+    // transactions registering the same new line race on its primary key;
+    // the loser is run again by the store and then finds the line.
+    let line_id = new.service_line_id.as_str();
+    let new_line = match lines.get(line_id) {
+        Some((ws, status)) => {
+            check_line(&new.service_line_id, &pool.workspace_id, ws, status)?;
             false
         }
         None => true,
     };
-
     let terms = [(starts_at, committed)];
     let change = capacity_domain::timeline::CommitmentSchedule {
         starts_at,
@@ -296,11 +446,11 @@ pub async fn create(
         unit: unit_name(pool.resource_type),
     })?;
 
-    // The record and its JSON are built with the id left empty; the
-    // statement puts the minted id in (the view's first field).
-    let mut alloc = new.record(
+    // Accepted. The record and its JSON are built with the id left empty;
+    // the statement puts the minted id in (the view's first field).
+    let alloc = new.clone().record(
         AllocationId::from_trusted(String::new()),
-        pool,
+        &pool,
         starts_at,
         committed,
         now,
@@ -315,83 +465,84 @@ pub async fn create(
     };
     let resources = serde_json::to_string(&alloc.terms[0].resources)
         .map_err(|e| StoreError::Internal(e.to_string()))?;
-    let (base, through) = state.folded_after(&change, now);
-    let (ats, deltas): (Vec<i64>, Vec<i64>) = change
-        .steps()
-        .iter()
-        .map(|&(at, d)| (at.micros(), d))
-        .unzip();
-    let mut batch = Batch::default();
-    batch.push(
-        &*INSERT_CREATED,
-        values![
-            id_head(MintedPrefix::Allocation, now),
-            state.seq,
-            pool.workspace_id.as_str().to_owned(),
-            pool.organization_id.as_str().to_owned(),
-            alloc.service_line_id.as_str().to_owned(),
-            pool.resource_type.as_str(),
-            starts_at.micros(),
-            alloc.ends_at.map(|e| e.micros()),
-            now.micros(),
-            new_line,
-            committed.thousandths(),
-            resources,
-            ats,
-            deltas,
-            base,
-            through.micros(),
-            scope.token_id.clone(),
-            rest.to_owned(),
-            id_head(MintedPrefix::Event, now),
-            format!("{rest}}}"),
-        ],
-    );
-    let answers = batch.send(db, true).await?;
-    state.committed_change(&change, cache);
-    let id: String = answers
-        .first()
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| StoreError::Internal("the insert answered no id".into()))?
-        .try_get(0)
-        .db()?;
-    alloc.id = AllocationId::from_trusted(id);
+    state.apply(&change, now);
+    if new_line {
+        lines.insert(
+            line_id.to_owned(),
+            (pool.workspace_id.as_str().to_owned(), "active".to_owned()),
+        );
+        w.line_id.push(line_id.to_owned());
+        w.line_ws.push(pool.workspace_id.as_str().to_owned());
+        w.line_org.push(pool.organization_id.as_str().to_owned());
+    }
+    w.pool_seq.push(state.seq);
+    let ordinal = w.pool_seq.len() as i64;
+    w.ws.push(pool.workspace_id.as_str().to_owned());
+    w.org.push(pool.organization_id.as_str().to_owned());
+    w.line.push(line_id.to_owned());
+    w.rt.push(pool.resource_type.as_str().to_owned());
+    w.starts.push(starts_at.micros());
+    w.ends.push(new.ends_at.map(|e| e.micros()));
+    w.committed.push(committed.thousandths());
+    w.resources.push(resources);
+    w.actor.push(req.scope.token_id.clone());
+    w.rest.push(rest.to_owned());
+    for &(at, d) in change.steps() {
+        w.step_o.push(ordinal);
+        w.step_at.push(at.micros());
+        w.step_d.push(d);
+    }
     Ok(alloc)
 }
 
-/// Every write of a create, in one statement. `$1` the id's head
-/// (`ALLOC-26-`), `$2` pool_seq, `$3` workspace, `$4` organization, `$5`
-/// service line, `$6` resource type, `$7` starts_at, `$8` ends_at, `$9` now,
-/// `$10` whether the line is new, `$11` committed, `$12` resources, `$13`/`$14`
-/// the commitment steps, `$15`/`$16` the pool's stored commitment and fold
-/// point (`pools::State::folded_after`), `$17` the actor, `$18` the record's
-/// JSON after its id, `$19` the event id's head, `$20` the event's data after
-/// the id. (Foreign keys are checked at the end of the statement, when the
-/// line and the allocation are in.) Answers the id.
+/// Every write of a batch of creates, in one statement. `$1` how many, `$2`
+/// the allocation id's head (`ALLOC-26-`), `$3` the event id's head, `$4`
+/// now; per create (arrays, by ordinal): `$5` pool_seq, `$6` workspace, `$7`
+/// organization, `$8` service line, `$9` resource type, `$10` starts_at,
+/// `$11` ends_at, `$12` committed, `$13` resources, `$14` actor, `$15` the
+/// record's JSON after its id; the lines registered: `$16`–`$18` (id,
+/// workspace, organization); the commitment steps: `$19`–`$21` (ordinal,
+/// at, delta); the pools: `$22`–`$25` (seq, stored commitment, fold point,
+/// generation increment: `pools::State::row_after`). Numbers are taken in
+/// ordinal order. (Foreign keys are checked at the end of the statement,
+/// when the lines and the allocations are in.) Answers (ordinal, id).
 static INSERT_CREATED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH line AS (INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
-             SELECT $5, $3, $4, 'active', $9, $9 WHERE $10), \
+        "WITH ids AS MATERIALIZED (SELECT o, n, {} AS id FROM \
+             (SELECT o, nextval('ids_alloc') AS n FROM generate_series(1, $1::BIGINT) AS o) x), \
+         evs AS MATERIALIZED (SELECT o, n, {} AS id FROM \
+             (SELECT o, nextval('ids_evt') AS n FROM generate_series(1, $1::BIGINT) AS o) x), \
+         r AS MATERIALIZED (SELECT * FROM unnest($5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $15::TEXT[]) \
+             WITH ORDINALITY AS r(pool_seq, ws, org, line, rt, starts, ends, committed, resources, actor, rest, o)), \
+         line AS (INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
+             SELECT l.id, l.ws, l.org, 'active', $4, $4 \
+             FROM unnest($16::TEXT[], $17::TEXT[], $18::TEXT[]) AS l(id, ws, org)), \
          a AS (INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, \
              resource_type, status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
-             SELECT n, {}, $2, $3, $4, $5, $6, 'active', $7, $8, NULL, $9, $9, 1 \
-             FROM (SELECT nextval('ids_alloc') AS n) s RETURNING seq, id), \
+             SELECT ids.n, ids.id, r.pool_seq, r.ws, r.org, r.line, r.rt, 'active', r.starts, r.ends, NULL, \
+             $4, $4, 1 FROM r JOIN ids ON ids.o = r.o ORDER BY r.o), \
          t AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-             SELECT seq, $7, $11, $12, NULL FROM a), \
+             SELECT ids.n, r.starts, r.committed, r.resources, NULL FROM r JOIN ids ON ids.o = r.o), \
          c AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
-             SELECT $2, u.at, a.seq, u.d FROM a, unnest($13::BIGINT[], $14::BIGINT[]) AS u(at, d)), \
-         p AS (UPDATE pools SET committed_base = $15, committed_through = $16, \
-             generation = generation + 1, updated_at = $9 WHERE seq = $2), \
+             SELECT r.pool_seq, s.at, ids.n, s.d \
+             FROM unnest($19::BIGINT[], $20::BIGINT[], $21::BIGINT[]) AS s(o, at, d) \
+             JOIN r ON r.o = s.o JOIN ids ON ids.o = s.o), \
+         p AS (UPDATE pools SET committed_base = x.base, committed_through = x.through, \
+             generation = generation + x.bump, updated_at = $4 \
+             FROM unnest($22::BIGINT[], $23::BIGINT[], $24::BIGINT[], $25::BIGINT[]) AS x(seq, base, through, bump) \
+             WHERE pools.seq = x.seq), \
          h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
              effective_at, created_at) \
-             SELECT seq, 'created', $17, NULL, 'null', '{{\"id\":\"' || id || '\"' || $18, $7, $9 FROM a), \
+             SELECT ids.n, 'created', r.actor, NULL, 'null', '{{\"id\":\"' || ids.id || '\"' || r.rest, \
+             r.starts, $4 FROM r JOIN ids ON ids.o = r.o ORDER BY r.o), \
          e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
-             SELECT n, {}, $4, $3, 'capacity.allocation.created', \
-             '{{\"object\":{{\"id\":\"' || a.id || '\"' || $20, $9 \
-             FROM a, (SELECT nextval('ids_evt') AS n) s) \
-         SELECT id FROM a",
-        minted_sql("$1", "n"),
-        minted_sql("$19", "n")
+             SELECT evs.n, evs.id, r.org, r.ws, 'capacity.allocation.created', \
+             '{{\"object\":{{\"id\":\"' || ids.id || '\"' || r.rest || '}}', $4 \
+             FROM r JOIN ids ON ids.o = r.o JOIN evs ON evs.o = r.o ORDER BY r.o) \
+         SELECT o, id FROM ids",
+        minted_sql("$2", "n"),
+        minted_sql("$3", "n")
     )
 });
 
@@ -586,8 +737,8 @@ pub async fn patch(
         .iter()
         .map(|&(at, d)| (at.micros(), d))
         .unzip();
-    let steps_change = new_timeline.minus(&old_steps);
-    let (base, through) = state.folded_after(&steps_change, now);
+    let mut state = state;
+    let (base, through) = state.apply(&new_timeline.minus(&old_steps), now);
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut history: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
@@ -697,7 +848,7 @@ pub async fn patch(
     if commit {
         // Committed: the cache may hold what it left. (Inside a caller's
         // transaction it may still roll back: the next write reads.)
-        state.committed_change(&steps_change, cache);
+        state.committed(cache);
     }
     Ok(updated)
 }

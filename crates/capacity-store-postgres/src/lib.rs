@@ -127,7 +127,39 @@ pub struct PostgresStore {
     pool: PgPool,
     forecasts: std::sync::Arc<capacity_store::ForecastCache>,
     timelines: std::sync::Arc<pools::TimelineCache>,
+    creates: std::sync::Arc<Combiner>,
 }
+
+/// Creates waiting to be made together: group commit (see
+/// `create_allocation`).
+struct Combiner {
+    queue: std::sync::Mutex<Vec<CreateJob>>,
+    /// Batches being made at once.
+    runners: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Combiner {
+    fn default() -> Combiner {
+        Combiner {
+            queue: Default::default(),
+            runners: std::sync::Arc::new(tokio::sync::Semaphore::new(BATCH_RUNNERS)),
+        }
+    }
+}
+
+struct CreateJob {
+    request: allocations::CreateRequest,
+    now: Instant,
+    reply: tokio::sync::oneshot::Sender<Result<Allocation>>,
+}
+
+/// The most creates made in one transaction.
+const BATCH_MAX: usize = 64;
+
+/// How many batches of creates are made at once (each on its own
+/// connection; while one waits for its commit's WAL flush, the next is
+/// judged and written).
+const BATCH_RUNNERS: usize = 4;
 
 /// Is this a URL the PostgreSQL backend opens?
 pub fn is_postgres_url(url: &str) -> bool {
@@ -136,6 +168,13 @@ pub fn is_postgres_url(url: &str) -> bool {
 
 /// A boxed future borrowing a [`Db`] for the duration of one attempt.
 type Unit<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// Builds a [`Unit`] from an `async move` block.
+macro_rules! unit {
+    ($body:expr) => {
+        Box::pin(async move { $body })
+    };
+}
 
 /// How a unit of work meets the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +227,7 @@ impl PostgresStore {
             pool,
             forecasts: Default::default(),
             timelines: Default::default(),
+            creates: Default::default(),
         };
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
@@ -246,6 +286,61 @@ impl PostgresStore {
                         (StoreError::Internal(m), Some(_)) => StoreError::Unavailable(m),
                         (e, _) => e,
                     });
+                }
+            }
+        }
+    }
+
+    /// Another handle on the same connections and caches (for work that
+    /// must outlive the request that started it).
+    fn handle(&self) -> PostgresStore {
+        PostgresStore {
+            pool: self.pool.clone(),
+            forecasts: self.forecasts.clone(),
+            timelines: self.timelines.clone(),
+            creates: self.creates.clone(),
+        }
+    }
+
+    /// Makes a batch of creates (all at one `now`) and answers each. If the
+    /// batch fails as a whole, each is made on its own, so that no create
+    /// fails for another's sake.
+    async fn make_creates(&self, jobs: Vec<CreateJob>) {
+        let now = jobs.first().map_or(Instant::from_micros(0), |j| j.now);
+        let requests: Vec<allocations::CreateRequest> =
+            jobs.iter().map(|j| j.request.clone()).collect();
+        let made = self
+            .run(Mode::Write, |db| {
+                let (requests, cache) = (requests.clone(), self.timelines.clone());
+                unit!(allocations::create_batch(db, &requests, now, &cache).await)
+            })
+            .await;
+        match made {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) if jobs.len() == 1 => {
+                if let Some(job) = jobs.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for job in jobs {
+                    let single = vec![job.request.clone()];
+                    let made = self
+                        .run(Mode::Write, |db| {
+                            let (requests, cache) = (single.clone(), self.timelines.clone());
+                            unit!(allocations::create_batch(db, &requests, now, &cache).await)
+                        })
+                        .await
+                        .and_then(|mut o| {
+                            o.pop().ok_or_else(|| {
+                                StoreError::Internal("a create answered nothing".into())
+                            })?
+                        });
+                    let _ = job.reply.send(made);
                 }
             }
         }
@@ -356,13 +451,6 @@ fn jitter(bound: u64) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(bound);
     h.finish() % bound.max(1)
-}
-
-/// Builds a [`Unit`] from an `async move` block.
-macro_rules! unit {
-    ($body:expr) => {
-        Box::pin(async move { $body })
-    };
 }
 
 #[async_trait]
@@ -507,12 +595,65 @@ impl Store for PostgresStore {
         new: NewAllocation,
         now: Instant,
     ) -> Result<Allocation> {
-        self.run(Mode::Write, |db| {
-            let (scope, new) = (scope.clone(), new.clone());
-            let cache = self.timelines.clone();
-            unit!(allocations::create(db, &scope, new, now, &cache).await)
-        })
-        .await
+        // Group commit: the create joins a queue; whoever gets one of the
+        // runners' permits takes what is queued (up to `BATCH_MAX` at one
+        // `now`) and makes it in one transaction, on a task of its own so
+        // that a cancelled request never abandons the others' creates; a
+        // create taken by another runner waits for that runner's answer.
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let job = CreateJob {
+            request: allocations::CreateRequest {
+                scope: scope.clone(),
+                new,
+            },
+            now,
+            reply,
+        };
+        self.creates
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+        let abandoned = || StoreError::Internal("a create was abandoned".into());
+        loop {
+            let permit = tokio::select! {
+                biased;
+                made = &mut answer => return made.unwrap_or_else(|_| Err(abandoned())),
+                permit = self.creates.runners.clone().acquire_owned() => {
+                    permit.map_err(|_| abandoned())?
+                }
+            };
+            let jobs: Vec<CreateJob> = {
+                let mut queue = self.creates.queue.lock().unwrap_or_else(|e| e.into_inner());
+                match queue.first().map(|j| j.now) {
+                    None => Vec::new(),
+                    Some(at) => {
+                        let mut taken = Vec::new();
+                        let mut kept = Vec::new();
+                        for job in queue.drain(..) {
+                            if job.now == at && taken.len() < BATCH_MAX {
+                                taken.push(job);
+                            } else {
+                                kept.push(job);
+                            }
+                        }
+                        *queue = kept;
+                        taken
+                    }
+                }
+            };
+            if jobs.is_empty() {
+                // Ours was taken by another runner, which answers it.
+                drop(permit);
+                return answer.await.unwrap_or_else(|_| Err(abandoned()));
+            }
+            let store = self.handle();
+            let _ = tokio::spawn(async move {
+                let _permit = permit;
+                store.make_creates(jobs).await;
+            })
+            .await;
+        }
     }
 
     async fn get_allocation(

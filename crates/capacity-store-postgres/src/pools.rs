@@ -451,6 +451,9 @@ pub struct State {
     pub committed: Timeline,
     locked: Locked,
     timelines: Arc<Timelines>,
+    /// What the writes applied so far change (see [`State::apply`]).
+    applied: Timeline,
+    writes: i64,
 }
 
 /// The state of a pool whose row this transaction has locked: its
@@ -515,6 +518,8 @@ pub async fn state(
         committed,
         locked,
         timelines,
+        applied: Timeline::default(),
+        writes: 0,
     })
 }
 
@@ -540,18 +545,44 @@ impl State {
         }
     }
 
-    /// Once the write that changed the commitment steps by `change` has
-    /// committed: the cache holds the pool as it left it.
-    pub fn committed_change(&self, change: &Timeline, cache: &TimelineCache) {
+    /// Applies a write that changes the pool's commitment steps by `change`
+    /// (new minus old steps of what it rewrote) to this state, so that a
+    /// later write in the same transaction is judged against it; answers
+    /// the stored commitment and fold point the pool row must then hold.
+    pub fn apply(&mut self, change: &Timeline, now: Instant) -> (i64, Instant) {
+        let (base, through) = self.folded_after(change, now);
+        self.locked.base = base;
+        self.locked.through = through;
+        self.pool.allocated += change.value_at(now);
+        self.committed = self.committed.plus(change);
+        self.applied = self.applied.plus(change);
+        self.writes += 1;
+        (base, through)
+    }
+
+    /// The stored commitment, fold point and generation increment to write
+    /// after every [`State::apply`].
+    pub fn row_after(&self) -> (i64, Instant, i64) {
+        (self.locked.base, self.locked.through, self.writes)
+    }
+
+    /// Once the writes applied have committed (and bumped the generation by
+    /// [`State::row_after`]'s increment): the cache holds the pool as they
+    /// left it.
+    pub fn committed(&self, cache: &TimelineCache) {
+        if self.writes == 0 {
+            return;
+        }
         let from = self.timelines.from;
         cache.insert(
             self.seq,
             Arc::new(Timelines {
-                generation: self.locked.generation + 1,
+                generation: self.locked.generation + self.writes,
                 from,
                 supply: self.timelines.supply.clone(),
                 steps: Timeline::from_steps(
-                    t_steps(&self.timelines.steps).chain(t_steps(change).filter(|s| s.0 > from)),
+                    t_steps(&self.timelines.steps)
+                        .chain(t_steps(&self.applied).filter(|s| s.0 > from)),
                 ),
             }),
         );
