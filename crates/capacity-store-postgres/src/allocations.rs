@@ -346,14 +346,12 @@ pub async fn create_batch(
     }
     // The accepted creates, in order, are ordinals 1..=count.
     let mut ordinal = 0;
-    for outcome in outcomes.iter_mut() {
-        if let Ok(alloc) = outcome {
-            ordinal += 1;
-            let id = ids
-                .remove(&ordinal)
-                .ok_or_else(|| StoreError::Internal("the insert answered too few ids".into()))?;
-            alloc.id = AllocationId::from_trusted(id);
-        }
+    for alloc in outcomes.iter_mut().flatten() {
+        ordinal += 1;
+        let id = ids
+            .remove(&ordinal)
+            .ok_or_else(|| StoreError::Internal("the insert answered too few ids".into()))?;
+        alloc.id = AllocationId::from_trusted(id);
     }
     Ok(outcomes)
 }
