@@ -633,57 +633,131 @@ fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Va
     serde_json::Value::Object(v)
 }
 
-/// A PATCH in two round trips, as `create`: BEGIN, the lock and row of the
-/// allocation's pool, then (under it) the allocation with its materialised
-/// steps, pipelined (the pool's timelines from the cache, as for a create);
-/// then the rules, in Rust; then every write in one statement (and COMMIT,
-/// when `commit`: a PATCH made by a service-line close runs inside that
-/// transaction and does not end it).
+/// A PATCH waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct PatchRequest {
+    pub scope: Scope,
+    pub id: AllocationId,
+    pub patch: AllocationPatch,
+}
+
+/// One PATCH, inside the caller's transaction, which it leaves open (a
+/// service-line close patches each of the line's allocations).
 pub async fn patch(
     db: &Db<'_>,
     scope: &Scope,
     id: &AllocationId,
     patch: AllocationPatch,
     now: Instant,
-    commit: bool,
     cache: &pools::TimelineCache,
 ) -> Result<Allocation, StoreError> {
-    // The pool's lock first, as `create` takes it: every write to the pool's
-    // commitments (and so to this allocation) waits for it, so what is read
-    // after it (the version, the terms, the timelines) stays true until
-    // commit. An allocation never moves to another pool.
-    let mut lock = Query::new(&format!(
-        "SELECT {} FROM pools p WHERE p.seq = (SELECT a.pool_seq FROM allocations a",
-        pools::LOCKED_COLUMNS
-    ));
-    lock.and("a.id = {}", id.as_str().to_owned());
-    lock.scoped(scope, "a.organization_id", "a.workspace_id");
-    lock.push(") FOR NO KEY UPDATE");
-    // The allocation, with its materialised steps (columns 21, 22).
-    let mut alloc = Query::new(&SELECT_WITH_STEPS);
-    alloc.bind(now.week_start().plus_micros(-MICROS_PER_WEEK).micros());
-    alloc.and("a.id = {}", id.as_str().to_owned());
-    alloc.scoped(scope, "a.organization_id", "a.workspace_id");
-    let (lock_p, alloc_p) = (lock.refs(), alloc.refs());
-    let answers = db
-        .pipeline(&[(&lock.sql, &lock_p), (&alloc.sql, &alloc_p)])
-        .await?;
-    let first = |i: usize| answers.get(i).and_then(|rows| rows.first());
-    let (Some(locked), Some(alloc)) = (first(0), first(1)) else {
-        return Err(StoreError::NotFound);
+    let request = PatchRequest {
+        scope: scope.clone(),
+        id: id.clone(),
+        patch,
     };
-    let (seq, old) = row(alloc, now)?;
-    let state = pools::state(db, pools::Locked::from_row(locked)?, now, cache).await?;
-    let old_steps = {
-        let ats: Option<Vec<i64>> = alloc.try_get(21).db()?;
-        let ds: Option<Vec<i64>> = alloc.try_get(22).db()?;
-        Timeline::from_steps(
+    patch_batch(db, std::slice::from_ref(&request), now, false, cache)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Internal("a PATCH answered nothing".into()))?
+}
+
+/// Makes a batch of PATCHes of distinct allocations in one transaction
+/// (group commit, as `create_batch`), in two round trips: BEGIN, the locks
+/// and rows of the allocations' pools (in `seq` order), then (under them)
+/// the allocations with their materialised steps, pipelined (the pools'
+/// timelines from the cache); then the rules, in Rust, PATCH after PATCH,
+/// each against its pool as the ones before it left it; then each PATCH's
+/// writes in one statement, all pipelined, with COMMIT when `commit` (a
+/// PATCH made by a service-line close runs inside that transaction).
+///
+/// Answers each request's outcome, in order; an `Err` of the whole is a
+/// database failure.
+pub async fn patch_batch(
+    db: &Db<'_>,
+    requests: &[PatchRequest],
+    now: Instant,
+    commit: bool,
+    cache: &pools::TimelineCache,
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    // The pools' locks first, as creates take them: every write to a pool's
+    // commitments (and so to its allocations) waits for them, so what is
+    // read after them (the versions, the terms, the timelines) stays true
+    // until commit. An allocation never moves to another pool.
+    let ids: Vec<String> = requests.iter().map(|r| r.id.as_str().to_owned()).collect();
+    let lock = format!(
+        "SELECT {} FROM pools p WHERE p.seq IN (SELECT a.pool_seq FROM allocations a WHERE a.id = ANY($1)) \
+         ORDER BY p.seq FOR NO KEY UPDATE",
+        pools::LOCKED_COLUMNS
+    );
+    // The allocations, with their materialised steps (columns 21, 22).
+    let week = now.week_start().plus_micros(-MICROS_PER_WEEK).micros();
+    let read = format!("{} WHERE a.id = ANY($2)", &*SELECT_WITH_STEPS);
+    let answers = db
+        .pipeline(&[(&lock, &[&ids]), (&read, &[&week, &ids])])
+        .await?;
+    let (Some(pool_rows), Some(alloc_rows)) = (answers.first(), answers.get(1)) else {
+        return Err(StoreError::Internal(
+            "a pipeline answered too little".into(),
+        ));
+    };
+    let mut states: HashMap<String, pools::State> = HashMap::new();
+    for r in pool_rows {
+        let locked = pools::Locked::from_row(r)?;
+        let id = locked.pool.id.as_str().to_owned();
+        states.insert(id, pools::state(db, locked, now, cache).await?);
+    }
+    let mut allocs: HashMap<String, (i64, Allocation, Timeline)> = HashMap::new();
+    for r in alloc_rows {
+        let (seq, a) = row(r, now)?;
+        let ats: Option<Vec<i64>> = r.try_get(21).db()?;
+        let ds: Option<Vec<i64>> = r.try_get(22).db()?;
+        let old_steps = Timeline::from_steps(
             ats.unwrap_or_default()
                 .into_iter()
                 .map(Instant::from_micros)
                 .zip(ds.unwrap_or_default()),
-        )
-    };
+        );
+        allocs.insert(a.id.as_str().to_owned(), (seq, a, old_steps));
+    }
+    let mut batch = Batch::default();
+    let outcomes: Vec<Result<Allocation, StoreError>> = requests
+        .iter()
+        .map(|req| judge_patch(req, now, &allocs, &mut states, &mut batch))
+        .collect();
+    if !batch.is_empty() {
+        batch.send(db, commit).await?;
+        if commit {
+            // Committed: the cache may hold what they left. (Inside a
+            // caller's transaction it may still roll back: the next write
+            // reads.)
+            for st in states.values() {
+                st.committed(cache);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// One PATCH of a batch: its rules, against its pool as the batch left it;
+/// its writes are added to `batch`.
+fn judge_patch(
+    req: &PatchRequest,
+    now: Instant,
+    allocs: &HashMap<String, (i64, Allocation, Timeline)>,
+    states: &mut HashMap<String, pools::State>,
+    batch: &mut Batch,
+) -> Result<Allocation, StoreError> {
+    let scope = &req.scope;
+    let patch = &req.patch;
+    let (seq, old, old_steps) = allocs
+        .get(req.id.as_str())
+        .filter(|(_, a, _)| scope.sees(&a.organization_id, &a.workspace_id))
+        .ok_or(StoreError::NotFound)?;
+    let (seq, old) = (*seq, old.clone());
+    let state = states
+        .get_mut(old.capacity_pool_id.as_str())
+        .ok_or(StoreError::NotFound)?;
     let Some(PatchPlan {
         new,
         change,
@@ -735,8 +809,7 @@ pub async fn patch(
         .iter()
         .map(|&(at, d)| (at.micros(), d))
         .unzip();
-    let mut state = state;
-    let (base, through) = state.apply(&new_timeline.minus(&old_steps), now);
+    let (base, through) = state.apply(&new_timeline.minus(old_steps), now);
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut history: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
@@ -802,7 +875,6 @@ pub async fn patch(
             "effective_at": terms_at,
         })));
     }
-    let mut batch = Batch::default();
     batch.push(
         &*PATCH_WRITES,
         values![
@@ -842,12 +914,6 @@ pub async fn patch(
             events.1,
         ],
     );
-    batch.send(db, commit).await?;
-    if commit {
-        // Committed: the cache may hold what it left. (Inside a caller's
-        // transaction it may still roll back: the next write reads.)
-        state.committed(cache);
-    }
     Ok(updated)
 }
 

@@ -127,19 +127,19 @@ pub struct PostgresStore {
     pool: PgPool,
     forecasts: std::sync::Arc<capacity_store::ForecastCache>,
     timelines: std::sync::Arc<pools::TimelineCache>,
-    creates: std::sync::Arc<Combiner>,
+    creates: std::sync::Arc<Combiner<allocations::CreateRequest>>,
+    patches: std::sync::Arc<Combiner<allocations::PatchRequest>>,
 }
 
-/// Creates waiting to be made together: group commit (see
-/// `create_allocation`).
-struct Combiner {
-    queue: std::sync::Mutex<Vec<CreateJob>>,
+/// Writes waiting to be made together: group commit (see `combined`).
+struct Combiner<R> {
+    queue: std::sync::Mutex<Vec<Job<R>>>,
     /// Batches being made at once.
     runners: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-impl Default for Combiner {
-    fn default() -> Combiner {
+impl<R> Default for Combiner<R> {
+    fn default() -> Combiner<R> {
         Combiner {
             queue: Default::default(),
             runners: std::sync::Arc::new(tokio::sync::Semaphore::new(BATCH_RUNNERS)),
@@ -147,16 +147,37 @@ impl Default for Combiner {
     }
 }
 
-struct CreateJob {
-    request: allocations::CreateRequest,
+struct Job<R> {
+    request: R,
     now: Instant,
     reply: tokio::sync::oneshot::Sender<Result<Allocation>>,
 }
 
-/// The most creates made in one transaction.
+/// A write that can be made in a batch.
+trait Batched: Clone + Send + 'static {
+    /// Writes with the same key are never in one batch.
+    fn key(&self) -> Option<&str>;
+}
+
+impl Batched for allocations::CreateRequest {
+    fn key(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Batched for allocations::PatchRequest {
+    fn key(&self) -> Option<&str> {
+        Some(self.id.as_str())
+    }
+}
+
+/// Makes a batch (all at one `now`) and answers each of its jobs.
+type MakeBatch<R> = fn(PostgresStore, Vec<Job<R>>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The most writes made in one transaction.
 const BATCH_MAX: usize = 64;
 
-/// How many batches of creates are made at once (each on its own
+/// How many batches of one kind are made at once (each on its own
 /// connection; while one waits for its commit's WAL flush, the next is
 /// judged and written).
 const BATCH_RUNNERS: usize = 4;
@@ -228,6 +249,7 @@ impl PostgresStore {
             forecasts: Default::default(),
             timelines: Default::default(),
             creates: Default::default(),
+            patches: Default::default(),
         };
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
@@ -299,50 +321,125 @@ impl PostgresStore {
             forecasts: self.forecasts.clone(),
             timelines: self.timelines.clone(),
             creates: self.creates.clone(),
+            patches: self.patches.clone(),
         }
     }
 
     /// Makes a batch of creates (all at one `now`) and answers each. If the
     /// batch fails as a whole, each is made on its own, so that no create
     /// fails for another's sake.
-    async fn make_creates(&self, jobs: Vec<CreateJob>) {
+    async fn make_creates(self, jobs: Vec<Job<allocations::CreateRequest>>) {
         let now = jobs.first().map_or(Instant::from_micros(0), |j| j.now);
-        let requests: Vec<allocations::CreateRequest> =
-            jobs.iter().map(|j| j.request.clone()).collect();
+        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
         let made = self
             .run(Mode::Write, |db| {
                 let (requests, cache) = (requests.clone(), self.timelines.clone());
                 unit!(allocations::create_batch(db, &requests, now, &cache).await)
             })
             .await;
-        match made {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
+        let Some(jobs) = answer(jobs, made) else {
+            return;
+        };
+        for job in jobs {
+            let single = vec![job.request.clone()];
+            let made = self
+                .run(Mode::Write, |db| {
+                    let (requests, cache) = (single.clone(), self.timelines.clone());
+                    unit!(allocations::create_batch(db, &requests, now, &cache).await)
+                })
+                .await;
+            answer(vec![job], made);
+        }
+    }
+
+    /// As `make_creates`, for PATCHes.
+    async fn make_patches(self, jobs: Vec<Job<allocations::PatchRequest>>) {
+        let now = jobs.first().map_or(Instant::from_micros(0), |j| j.now);
+        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
+        let made = self
+            .run(Mode::Write, |db| {
+                let (requests, cache) = (requests.clone(), self.timelines.clone());
+                unit!(allocations::patch_batch(db, &requests, now, true, &cache).await)
+            })
+            .await;
+        let Some(jobs) = answer(jobs, made) else {
+            return;
+        };
+        for job in jobs {
+            let single = vec![job.request.clone()];
+            let made = self
+                .run(Mode::Write, |db| {
+                    let (requests, cache) = (single.clone(), self.timelines.clone());
+                    unit!(allocations::patch_batch(db, &requests, now, true, &cache).await)
+                })
+                .await;
+            answer(vec![job], made);
+        }
+    }
+
+    /// Group commit: the write joins a queue; whoever gets one of the
+    /// runners' permits takes what is queued (up to `BATCH_MAX` at one `now`,
+    /// none two with the same key) and makes it in one transaction, on a
+    /// task of its own so that a cancelled request never abandons the
+    /// others' writes; a write taken by another runner waits for that
+    /// runner's answer.
+    async fn combined<R: Batched>(
+        &self,
+        combiner: &Combiner<R>,
+        request: R,
+        now: Instant,
+        make: MakeBatch<R>,
+    ) -> Result<Allocation> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        combiner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Job {
+                request,
+                now,
+                reply,
+            });
+        let abandoned = || StoreError::Internal("a write was abandoned".into());
+        loop {
+            let permit = tokio::select! {
+                biased;
+                made = &mut answer => return made.unwrap_or_else(|_| Err(abandoned())),
+                permit = combiner.runners.clone().acquire_owned() => {
+                    permit.map_err(|_| abandoned())?
                 }
-            }
-            Err(e) if jobs.len() == 1 => {
-                if let Some(job) = jobs.into_iter().next() {
-                    let _ = job.reply.send(Err(e));
+            };
+            let jobs: Vec<Job<R>> = {
+                let mut queue = combiner.queue.lock().unwrap_or_else(|e| e.into_inner());
+                match queue.first().map(|j| j.now) {
+                    None => Vec::new(),
+                    Some(at) => {
+                        let (mut taken, mut kept) = (Vec::new(), Vec::new());
+                        let mut keys = std::collections::HashSet::new();
+                        for job in queue.drain(..) {
+                            let fresh = job.request.key().is_none_or(|k| keys.insert(k.to_owned()));
+                            if job.now == at && taken.len() < BATCH_MAX && fresh {
+                                taken.push(job);
+                            } else {
+                                kept.push(job);
+                            }
+                        }
+                        *queue = kept;
+                        taken
+                    }
                 }
+            };
+            if jobs.is_empty() {
+                // Ours was taken by another runner, which answers it.
+                drop(permit);
+                return answer.await.unwrap_or_else(|_| Err(abandoned()));
             }
-            Err(_) => {
-                for job in jobs {
-                    let single = vec![job.request.clone()];
-                    let made = self
-                        .run(Mode::Write, |db| {
-                            let (requests, cache) = (single.clone(), self.timelines.clone());
-                            unit!(allocations::create_batch(db, &requests, now, &cache).await)
-                        })
-                        .await
-                        .and_then(|mut o| {
-                            o.pop().ok_or_else(|| {
-                                StoreError::Internal("a create answered nothing".into())
-                            })?
-                        });
-                    let _ = job.reply.send(made);
-                }
-            }
+            let store = self.handle();
+            let _ = tokio::spawn(async move {
+                let _permit = permit;
+                make(store, jobs).await;
+            })
+            .await;
         }
     }
 
@@ -441,6 +538,26 @@ impl Drop for InTransaction {
             }
             Err(_) => drop(deadpool_postgres::Client::take(client)),
         }
+    }
+}
+
+/// Answers each job its outcome. On a failure of the whole batch, answers
+/// a lone job its error, and hands several back to be made one by one.
+fn answer<R>(jobs: Vec<Job<R>>, made: Result<Vec<Result<Allocation>>>) -> Option<Vec<Job<R>>> {
+    match made {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+            None
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+            None
+        }
+        Err(_) => Some(jobs),
     }
 }
 
@@ -595,65 +712,14 @@ impl Store for PostgresStore {
         new: NewAllocation,
         now: Instant,
     ) -> Result<Allocation> {
-        // Group commit: the create joins a queue; whoever gets one of the
-        // runners' permits takes what is queued (up to `BATCH_MAX` at one
-        // `now`) and makes it in one transaction, on a task of its own so
-        // that a cancelled request never abandons the others' creates; a
-        // create taken by another runner waits for that runner's answer.
-        let (reply, mut answer) = tokio::sync::oneshot::channel();
-        let job = CreateJob {
-            request: allocations::CreateRequest {
-                scope: scope.clone(),
-                new,
-            },
-            now,
-            reply,
+        let request = allocations::CreateRequest {
+            scope: scope.clone(),
+            new,
         };
-        self.creates
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(job);
-        let abandoned = || StoreError::Internal("a create was abandoned".into());
-        loop {
-            let permit = tokio::select! {
-                biased;
-                made = &mut answer => return made.unwrap_or_else(|_| Err(abandoned())),
-                permit = self.creates.runners.clone().acquire_owned() => {
-                    permit.map_err(|_| abandoned())?
-                }
-            };
-            let jobs: Vec<CreateJob> = {
-                let mut queue = self.creates.queue.lock().unwrap_or_else(|e| e.into_inner());
-                match queue.first().map(|j| j.now) {
-                    None => Vec::new(),
-                    Some(at) => {
-                        let mut taken = Vec::new();
-                        let mut kept = Vec::new();
-                        for job in queue.drain(..) {
-                            if job.now == at && taken.len() < BATCH_MAX {
-                                taken.push(job);
-                            } else {
-                                kept.push(job);
-                            }
-                        }
-                        *queue = kept;
-                        taken
-                    }
-                }
-            };
-            if jobs.is_empty() {
-                // Ours was taken by another runner, which answers it.
-                drop(permit);
-                return answer.await.unwrap_or_else(|_| Err(abandoned()));
-            }
-            let store = self.handle();
-            let _ = tokio::spawn(async move {
-                let _permit = permit;
-                store.make_creates(jobs).await;
-            })
-            .await;
-        }
+        self.combined(&self.creates, request, now, |store, jobs| {
+            Box::pin(store.make_creates(jobs))
+        })
+        .await
     }
 
     async fn get_allocation(
@@ -730,10 +796,13 @@ impl Store for PostgresStore {
         patch: AllocationPatch,
         now: Instant,
     ) -> Result<Allocation> {
-        self.run(Mode::Write, |db| {
-            let (scope, id, patch) = (scope.clone(), id.clone(), patch.clone());
-            let cache = self.timelines.clone();
-            unit!(allocations::patch(db, &scope, &id, patch, now, true, &cache).await)
+        let request = allocations::PatchRequest {
+            scope: scope.clone(),
+            id: id.clone(),
+            patch,
+        };
+        self.combined(&self.patches, request, now, |store, jobs| {
+            Box::pin(store.make_patches(jobs))
         })
         .await
     }

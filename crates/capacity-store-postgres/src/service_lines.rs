@@ -187,7 +187,7 @@ pub async fn put(
                     reason: Some(format!("service line {id} closed")),
                     ..AllocationPatch::default()
                 };
-                allocations::patch(db, scope, &alloc_id, patch, now, false, cache).await?;
+                allocations::patch(db, scope, &alloc_id, patch, now, cache).await?;
             } else if put.status == ServiceLineStatus::Closed {
                 let (_, a) = allocations::load(db, scope, &alloc_id, now).await?;
                 insert_event(
