@@ -318,23 +318,21 @@ pub async fn forecast_cached(
     let this_week = now.week_start();
     let from = q.bind(this_week.plus_micros(-12 * MICROS_PER_WEEK).micros());
     let to = q.bind(this_week.micros());
-    let pending = |col: &str| {
-        format!(
-            "(SELECT array_agg({col} ORDER BY seq) FROM demand_requests \
-             WHERE workspace_id = {w} AND resource_type = {t} AND status = 'pending')"
-        )
-    };
+    // The workspace's organization is its pool's when the pool is visible
+    // (COALESCE reads the rest only without one); pending demand is one
+    // index scan.
     q.sql = format!(
         "SELECT p.*, \
-         (SELECT organization_id FROM pools WHERE workspace_id = {w} \
-          UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = {w} LIMIT 1), \
-         {}, {}, {}, \
+         COALESCE(p.organization_id, (SELECT organization_id FROM pools WHERE workspace_id = {w} \
+          UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = {w} LIMIT 1)), \
+         d.q, d.s, d.e, \
          (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
           WHERE pool_seq = p.seq AND week_start >= {from} AND week_start < {to}) \
-         FROM (SELECT 1) one LEFT JOIN LATERAL ({}) p ON true",
-        pending("quantity"),
-        pending("starts_at"),
-        pending("ends_at"),
+         FROM (SELECT 1) one LEFT JOIN LATERAL ({}) p ON true \
+         CROSS JOIN LATERAL (SELECT array_agg(quantity ORDER BY seq) AS q, \
+             array_agg(starts_at ORDER BY seq) AS s, array_agg(ends_at ORDER BY seq) AS e \
+             FROM demand_requests \
+             WHERE workspace_id = {w} AND resource_type = {t} AND status = 'pending') d",
         q.sql
     );
     let r = db.query_one(&q.sql, &q.refs()).await?;
