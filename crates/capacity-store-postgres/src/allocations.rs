@@ -557,27 +557,31 @@ static SELECT_WITH_STEPS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Every write of a PATCH, in one statement. `$1` the allocation's seq,
-/// `$2`–`$4` status, ends_at, closed_at, `$5` now; `$6` whether the terms
-/// change, `$7`–`$10` the new terms (arrays); `$11` pool_seq, `$12`/`$13` the
-/// new steps; `$14`/`$15` the pool's stored commitment and fold point; `$16`
-/// the actor, `$17` the reason; `$18`–`$21` history entries (action, before,
-/// after, effective_at); `$22` the event id's head, `$23` organization,
-/// `$24` workspace, `$25`/`$26` events (type, data), numbered in order.
+/// `$2`–`$4` status, ends_at, closed_at, `$5` now; `$6` the terms to delete
+/// (their effective_at), `$7`–`$10` the terms to write (new or changed);
+/// `$11` pool_seq, `$12` the steps to delete (their instants), `$13`/`$27`
+/// the steps to write (instants, deltas); `$14`/`$15` the pool's stored
+/// commitment and fold point; `$16` the actor, `$17` the reason; `$18`–`$21`
+/// history entries (action, before, after, effective_at); `$22` the event
+/// id's head, `$23` organization, `$24` workspace, `$25`/`$26` events (type,
+/// data), numbered in order. Only rows that change are touched; what is
+/// deleted and what is written never share a key (one statement: a delete
+/// and an insert of one key in one statement would race each other).
 static PATCH_WRITES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH u AS (UPDATE allocations SET status = $2, ends_at = $3, closed_at = $4, updated_at = $5, \
              version = version + 1 WHERE seq = $1), \
-         td AS (DELETE FROM allocation_terms WHERE $6 AND allocation_seq = $1 \
-             AND effective_at <> ALL($7::BIGINT[])), \
+         td AS (DELETE FROM allocation_terms WHERE allocation_seq = $1 \
+             AND effective_at = ANY($6::BIGINT[])), \
          ti AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
              SELECT $1, x.e, x.c, x.r, x.why \
-             FROM unnest($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[]) AS x(e, c, r, why) WHERE $6 \
+             FROM unnest($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[]) AS x(e, c, r, why) \
              ON CONFLICT (allocation_seq, effective_at) DO UPDATE SET committed = EXCLUDED.committed, \
              resources = EXCLUDED.resources, reason = EXCLUDED.reason), \
-         sd AS (DELETE FROM commitment_steps WHERE allocation_seq = $1 AND pool_seq = $11 \
-             AND at <> ALL($12::BIGINT[])), \
+         sd AS (DELETE FROM commitment_steps WHERE pool_seq = $11 AND at = ANY($12::BIGINT[]) \
+             AND allocation_seq = $1), \
          si AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
-             SELECT $11, x.at, $1, x.d FROM unnest($12::BIGINT[], $13::BIGINT[]) AS x(at, d) \
+             SELECT $11, x.at, $1, x.d FROM unnest($13::BIGINT[], $27::BIGINT[]) AS x(at, d) \
              ON CONFLICT (pool_seq, at, allocation_seq) DO UPDATE SET delta = EXCLUDED.delta), \
          p AS (UPDATE pools SET committed_base = $14, committed_through = $15, \
              generation = generation + 1, updated_at = $5 WHERE seq = $11), \
@@ -787,28 +791,37 @@ fn judge_patch(
         })?;
     }
 
-    // Terms and steps are replaced by deleting the rows not in the new set
-    // and upserting the others (one statement: a delete and an insert of
-    // the same key in one statement would race each other).
+    // Terms and steps: only the rows that change are written. Deleted:
+    // those whose key is gone; written: those new or changed.
+    let terms_gone: Vec<i64> = old
+        .terms
+        .iter()
+        .filter(|t| !new.terms.iter().any(|n| n.effective_at == t.effective_at))
+        .map(|t| t.effective_at.micros())
+        .collect();
     let mut terms = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    if terms_changed {
-        for t in &new.terms {
-            terms.0.push(t.effective_at.micros());
-            terms.1.push(t.committed.thousandths());
-            terms.2.push(
-                serde_json::to_string(&t.resources)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-            );
-            terms.3.push(t.reason.clone());
-        }
+    for t in new.terms.iter().filter(|t| !old.terms.contains(t)) {
+        terms.0.push(t.effective_at.micros());
+        terms.1.push(t.committed.thousandths());
+        terms.2.push(
+            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+        terms.3.push(t.reason.clone());
     }
-    // The materialised steps, and the pool's stored commitment and
-    // generation (see `pools::State::folded_after`).
+    let steps_gone: Vec<i64> = old_steps
+        .steps()
+        .iter()
+        .filter(|o| !new_timeline.steps().iter().any(|n| n.0 == o.0))
+        .map(|o| o.0.micros())
+        .collect();
     let (ats, deltas): (Vec<i64>, Vec<i64>) = new_timeline
         .steps()
         .iter()
+        .filter(|n| !old_steps.steps().contains(n))
         .map(|&(at, d)| (at.micros(), d))
         .unzip();
+    // The pool's stored commitment and generation (see
+    // `pools::State::folded_after`).
     let (base, through) = state.apply(&new_timeline.minus(old_steps), now);
 
     // History: one entry for what applies now, one for what is scheduled.
@@ -883,14 +896,14 @@ fn judge_patch(
             updated.ends_at.map(|e| e.micros()),
             updated.closed_at.map(|c| c.micros()),
             now.micros(),
-            terms_changed,
+            terms_gone,
             terms.0,
             terms.1,
             terms.2,
             terms.3,
             state.seq,
+            steps_gone,
             ats,
-            deltas,
             base,
             through.micros(),
             scope.token_id.clone(),
@@ -912,6 +925,7 @@ fn judge_patch(
                 .map(|k| k.to_string())
                 .collect::<Vec<String>>(),
             events.1,
+            deltas,
         ],
     );
     Ok(updated)
