@@ -181,6 +181,10 @@ impl Batched for allocations::PatchRequest {
 /// Makes a batch (all at one `now`) and answers each of its jobs.
 type MakeBatch<R> = fn(PostgresStore, Vec<Job<R>>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Writes whose clocks read within this of each other may be made in one
+/// batch; the batch is made at the latest of their `now`s (when it runs).
+const BATCH_WINDOW_MICROS: i64 = 50_000;
+
 /// The most writes made in one transaction.
 const BATCH_MAX: usize = 64;
 
@@ -332,11 +336,11 @@ impl PostgresStore {
         }
     }
 
-    /// Makes a batch of creates (all at one `now`) and answers each. If the
+    /// Makes a batch of creates (at `batch_now`) and answers each. If the
     /// batch fails as a whole, each is made on its own, so that no create
     /// fails for another's sake.
     async fn make_creates(self, jobs: Vec<Job<allocations::CreateRequest>>) {
-        let now = jobs.first().map_or(Instant::from_micros(0), |j| j.now);
+        let now = batch_now(&jobs);
         let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
         let made = self
             .run(Mode::Write, |db| {
@@ -361,7 +365,7 @@ impl PostgresStore {
 
     /// As `make_creates`, for PATCHes.
     async fn make_patches(self, jobs: Vec<Job<allocations::PatchRequest>>) {
-        let now = jobs.first().map_or(Instant::from_micros(0), |j| j.now);
+        let now = batch_now(&jobs);
         let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
         let made = self
             .run(Mode::Write, |db| {
@@ -385,8 +389,9 @@ impl PostgresStore {
     }
 
     /// Group commit: the write joins a queue; whoever gets one of the
-    /// runners' permits takes what is queued (up to `BATCH_MAX` at one `now`,
-    /// none two with the same key) and makes it in one transaction, on a
+    /// runners' permits takes what is queued (up to `BATCH_MAX` whose clocks
+    /// read within `BATCH_WINDOW_MICROS` of the first's, none two with the
+    /// same key) and makes it in one transaction, on a
     /// task of its own so that a cancelled request never abandons the
     /// others' writes; a write taken by another runner waits for that
     /// runner's answer.
@@ -425,7 +430,9 @@ impl PostgresStore {
                         let mut keys = std::collections::HashSet::new();
                         for job in queue.drain(..) {
                             let fresh = job.request.key().is_none_or(|k| keys.insert(k.to_owned()));
-                            if job.now == at && taken.len() < BATCH_MAX && fresh {
+                            let near =
+                                (job.now.micros() - at.micros()).abs() <= BATCH_WINDOW_MICROS;
+                            if near && taken.len() < BATCH_MAX && fresh {
                                 taken.push(job);
                             } else {
                                 kept.push(job);
@@ -546,6 +553,15 @@ impl Drop for InTransaction {
             Err(_) => drop(deadpool_postgres::Client::take(client)),
         }
     }
+}
+
+/// The instant a batch is made at: the latest of its writes' clocks (each
+/// was read before the write waited for its batch).
+fn batch_now<R>(jobs: &[Job<R>]) -> Instant {
+    jobs.iter()
+        .map(|j| j.now)
+        .max()
+        .unwrap_or(Instant::from_micros(0))
 }
 
 /// Answers each job its outcome. On a failure of the whole batch, answers
