@@ -9,9 +9,11 @@
 //! The copy is generic: every table of PostgreSQL's `public` schema but
 //! `schema_migrations` is emptied and filled from SQLite's table of the same
 //! name with `COPY … FROM STDIN` (text format), in one transaction; then
-//! identity columns are moved past the copied rows and the database is
-//! vacuumed and analysed (statistics for the planner, the visibility map for
-//! index-only scans).
+//! identity columns are moved past the copied rows, the id sequences set
+//! from SQLite's `sequences` table (a view on PostgreSQL), the outbox cursor
+//! put in the copy's transaction (columns only PostgreSQL has take their
+//! defaults), and the database is vacuumed and analysed (statistics for the
+//! planner, the visibility map for index-only scans).
 //!
 //! Speed: `COPY … FREEZE` (the tables are truncated in the same transaction,
 //! so the rows need no later freezing), and foreign-key triggers off for the
@@ -98,6 +100,16 @@ async fn copy_async(sqlite: &Path, url: &str) -> Res<u64> {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // Columns only PostgreSQL has (migration 0009: `events.txid`,
+        // `webhook_fanout.last_txid`) take their defaults; see `outbox`.
+        let in_sqlite: Vec<String> = src
+            .prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let columns: Vec<(String, String)> = columns
+            .into_iter()
+            .filter(|c| in_sqlite.contains(&c.0))
+            .collect();
         let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
         let list = names.join(", ");
         let mut stmt = src
@@ -139,6 +151,8 @@ async fn copy_async(sqlite: &Path, url: &str) -> Res<u64> {
         total += n;
     }
     reset_identities(&tx, &tables).await?;
+    set_sequences(&src, &tx).await?;
+    outbox(&tx).await?;
     tx.commit().await?;
     let loaded = started.elapsed().as_secs_f64();
     let t0 = Clock::now();
@@ -176,6 +190,41 @@ async fn reset_identities(client: &tokio_postgres::Transaction<'_>, tables: &[St
             )
             .await?;
     }
+    Ok(())
+}
+
+/// SQLite numbers ids from its `sequences` table; PostgreSQL from one
+/// SEQUENCE per prefix (`ids_cap`, `ids_alloc`, …; migration 0009): each is
+/// set to the next number SQLite would have minted.
+async fn set_sequences(src: &Connection, client: &tokio_postgres::Transaction<'_>) -> Res<()> {
+    let mut stmt = src.prepare("SELECT prefix, next FROM sequences")?;
+    let next: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (prefix, next) in next {
+        let sequence = format!("ids_{}", prefix.to_lowercase());
+        client
+            .execute(
+                "SELECT setval($1::TEXT::REGCLASS, $2, false)",
+                &[&sequence, &next],
+            )
+            .await
+            .map_err(|e| format!("sequence {sequence}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Every copied event took this transaction's id as its `txid` (the
+/// column's default); the fan-out cursor, copied as a `seq`, is put in that
+/// transaction too, so what SQLite had fanned out stays done and the rest
+/// stays to do, in `seq` order.
+async fn outbox(client: &tokio_postgres::Transaction<'_>) -> Res<()> {
+    client
+        .execute(
+            "UPDATE webhook_fanout SET last_txid = pg_current_xact_id()::TEXT::BIGINT",
+            &[],
+        )
+        .await?;
     Ok(())
 }
 

@@ -2,9 +2,10 @@
 //! usage; writes lock the pool row, then check the no-overcommit rule with
 //! the same pure function the SQLite backend calls.
 
+use crate::events::event_data;
 use crate::events::insert_event;
 use crate::pools;
-use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
+use crate::sql::{Batch, Db, DbResult, Query, id_head, minted_sql, values};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
     Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
@@ -21,148 +22,130 @@ use capacity_store::{
     StoreError, unit_name,
 };
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use tokio_postgres::Row;
 
+/// An allocation whole, in one row: its columns, its terms (arrays, in
+/// effective order) and the usage rolled up for the week starting at `$1`.
+/// One statement, so a read needs no transaction to be consistent.
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
-    a.version, (a.status <> 'closed' AND l.status = 'closed') \
-    FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id";
+    a.version, (a.status <> 'closed' AND l.status = 'closed'), \
+    t.effective_at, t.committed, t.resources, t.reason, \
+    (SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = $1) \
+    FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id \
+    CROSS JOIN LATERAL (SELECT array_agg(effective_at ORDER BY effective_at) AS effective_at, \
+        array_agg(committed ORDER BY effective_at) AS committed, \
+        array_agg(resources ORDER BY effective_at) AS resources, \
+        array_agg(reason ORDER BY effective_at) AS reason \
+        FROM allocation_terms WHERE allocation_seq = a.seq) t";
 
-/// An allocation row before its terms and usage are attached.
-struct RowData {
-    seq: i64,
-    alloc: Option<Allocation>,
+/// A query on [`SELECT`] for reads at `now` (last week's usage).
+fn select(now: Instant) -> Query {
+    let mut q = Query::new(SELECT);
+    q.bind(now.week_start().plus_micros(-MICROS_PER_WEEK).micros());
+    q
 }
 
-fn row(r: &Row) -> Result<RowData, tokio_postgres::Error> {
-    let seq: i64 = r.try_get(0)?;
-    let rt: String = r.try_get(6)?;
-    let period: String = r.try_get(7)?;
-    let status: String = r.try_get(8)?;
+/// An allocation from a row of [`SELECT`] read at `now`, with its `seq`.
+fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
+    let seq: i64 = r.try_get(0).db()?;
+    let rt: String = r.try_get(6).db()?;
+    let period: String = r.try_get(7).db()?;
+    let status: String = r.try_get(8).db()?;
     let parsed = (
         ResourceType::parse(&rt),
         Period::parse(&period),
         AllocationStatus::parse(&status),
     );
     let (Some(resource_type), Some(period), Some(status)) = parsed else {
-        return Ok(RowData { seq, alloc: None });
+        return Err(StoreError::Internal(
+            "unreadable allocation in the database".into(),
+        ));
     };
-    Ok(RowData {
-        seq,
-        alloc: Some(Allocation {
-            id: AllocationId::from_trusted(r.try_get(1)?),
-            capacity_pool_id: PoolId::from_trusted(r.try_get(2)?),
-            workspace_id: WorkspaceId::from_trusted(r.try_get(3)?),
-            organization_id: OrgId::from_trusted(r.try_get(4)?),
-            service_line_id: ServiceLineId::from_trusted(r.try_get(5)?),
-            resource_type,
-            period,
-            status,
-            starts_at: Instant::from_micros(r.try_get(9)?),
-            ends_at: r.try_get::<_, Option<i64>>(10)?.map(Instant::from_micros),
-            closed_at: r.try_get::<_, Option<i64>>(11)?.map(Instant::from_micros),
-            terms: Vec::new(),
-            actual_last_week: Quantity::ZERO,
-            committed_last_week: Quantity::ZERO,
-            orphaned: r.try_get(15)?,
-            created_at: Instant::from_micros(r.try_get(12)?),
-            updated_at: Instant::from_micros(r.try_get(13)?),
-            version: r.try_get(14)?,
-        }),
-    })
-}
-
-/// Attaches terms, last week's usage and the commitment in force then.
-///
-/// Unlike SQLite's per-row `complete`, this takes every row of a page at
-/// once: two queries per page instead of two per allocation, because each
-/// query here is a network round trip.
-async fn complete(
-    db: &Db<'_>,
-    data: Vec<RowData>,
-    now: Instant,
-) -> Result<Vec<(i64, Allocation)>, StoreError> {
-    if data.is_empty() {
-        return Ok(Vec::new());
-    }
-    let seqs: Vec<i64> = data.iter().map(|d| d.seq).collect();
-    let mut terms: HashMap<i64, Vec<Terms>> = HashMap::new();
-    for r in db
-        .query(
-            "SELECT allocation_seq, effective_at, committed, resources, reason FROM allocation_terms \
-             WHERE allocation_seq = ANY($1) ORDER BY allocation_seq, effective_at",
-            &[&seqs],
-        )
-        .await?
-    {
-        let seq: i64 = r.try_get(0).db()?;
-        let resources: String = r.try_get(3).db()?;
-        terms.entry(seq).or_default().push(Terms {
-            effective_at: Instant::from_micros(r.try_get(1).db()?),
-            committed: Quantity::from_thousandths(r.try_get(2).db()?),
-            resources: serde_json::from_str::<Vec<Resource>>(&resources).unwrap_or_default(),
-            reason: r.try_get(4).db()?,
-        });
+    let id = AllocationId::from_trusted(r.try_get(1).db()?);
+    let effective: Option<Vec<i64>> = r.try_get(16).db()?;
+    let committed: Option<Vec<i64>> = r.try_get(17).db()?;
+    let resources: Option<Vec<String>> = r.try_get(18).db()?;
+    let reasons: Option<Vec<Option<String>>> = r.try_get(19).db()?;
+    let terms: Vec<Terms> = match (effective, committed, resources, reasons) {
+        (Some(e), Some(c), Some(res), Some(why)) => e
+            .into_iter()
+            .zip(c)
+            .zip(res)
+            .zip(why)
+            .map(|(((e, c), res), why)| Terms {
+                effective_at: Instant::from_micros(e),
+                committed: Quantity::from_thousandths(c),
+                resources: serde_json::from_str::<Vec<Resource>>(&res).unwrap_or_default(),
+                reason: why,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if terms.is_empty() {
+        return Err(StoreError::Internal(format!(
+            "allocation {id} has no terms"
+        )));
     }
     let week_end = now.week_start();
     let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
-    // Last week's usage comes from the weekly rollup, as on SQLite.
-    let mut actual: HashMap<i64, i64> = HashMap::new();
-    for r in db
-        .query(
-            "SELECT allocation_seq, quantity FROM usage_weeks \
-             WHERE allocation_seq = ANY($1) AND week_start = $2",
-            &[&seqs, &week_start.micros()],
-        )
-        .await?
-    {
-        actual.insert(r.try_get(0).db()?, r.try_get(1).db()?);
-    }
-    data.into_iter()
-        .map(|d| {
-            let mut a = text_or_internal(d.alloc, "allocation")?;
-            a.terms = terms.remove(&d.seq).unwrap_or_default();
-            if a.terms.is_empty() {
-                return Err(StoreError::Internal(format!(
-                    "allocation {} has no terms",
-                    a.id
-                )));
-            }
-            a.actual_last_week =
-                Quantity::from_thousandths(actual.get(&d.seq).copied().unwrap_or(0));
-            a.committed_last_week =
-                Quantity::from_thousandths(a.commitment_timeline().peak(week_start, week_end));
-            Ok((d.seq, a))
-        })
-        .collect()
+    let mut a = Allocation {
+        id,
+        capacity_pool_id: PoolId::from_trusted(r.try_get(2).db()?),
+        workspace_id: WorkspaceId::from_trusted(r.try_get(3).db()?),
+        organization_id: OrgId::from_trusted(r.try_get(4).db()?),
+        service_line_id: ServiceLineId::from_trusted(r.try_get(5).db()?),
+        resource_type,
+        period,
+        status,
+        starts_at: Instant::from_micros(r.try_get(9).db()?),
+        ends_at: r
+            .try_get::<_, Option<i64>>(10)
+            .db()?
+            .map(Instant::from_micros),
+        closed_at: r
+            .try_get::<_, Option<i64>>(11)
+            .db()?
+            .map(Instant::from_micros),
+        terms,
+        actual_last_week: Quantity::from_thousandths(
+            r.try_get::<_, Option<i64>>(20).db()?.unwrap_or(0),
+        ),
+        committed_last_week: Quantity::ZERO,
+        orphaned: r.try_get(15).db()?,
+        created_at: Instant::from_micros(r.try_get(12).db()?),
+        updated_at: Instant::from_micros(r.try_get(13).db()?),
+        version: r.try_get(14).db()?,
+    };
+    a.committed_last_week =
+        Quantity::from_thousandths(a.commitment_timeline().peak(week_start, week_end));
+    Ok((seq, a))
 }
 
+fn rows(rs: &[Row], now: Instant) -> Result<Vec<(i64, Allocation)>, StoreError> {
+    rs.iter().map(|r| row(r, now)).collect()
+}
+
+/// A visible allocation and its `seq`, in one statement.
 pub async fn load(
     db: &Db<'_>,
     scope: &Scope,
     id: &AllocationId,
     now: Instant,
 ) -> Result<(i64, Allocation), StoreError> {
-    let mut q = Query::new(SELECT);
+    let mut q = select(now);
     q.and("a.id = {}", id.as_str().to_owned());
     q.scoped(scope, "a.organization_id", "a.workspace_id");
-    let data = db
-        .query_opt_built(&q)
-        .await?
-        .as_ref()
-        .map(row)
-        .transpose()
-        .db()?
-        .ok_or(StoreError::NotFound)?;
-    complete(db, vec![data], now)
-        .await?
-        .pop()
-        .ok_or(StoreError::NotFound)
+    match db.query_opt_built(&q).await? {
+        Some(r) => row(&r, now),
+        None => Err(StoreError::NotFound),
+    }
 }
 
 /// The rows `scope` may see that match `f`, before ordering and paging.
-fn filtered(scope: &Scope, f: &AllocationFilter) -> Query {
-    let mut q = Query::new(SELECT);
+fn filtered(scope: &Scope, f: &AllocationFilter, now: Instant) -> Query {
+    let mut q = select(now);
     q.scoped(scope, "a.organization_id", "a.workspace_id");
     if let Some(ws) = &f.workspace_id {
         q.and("a.workspace_id = {}", ws.as_str().to_owned());
@@ -199,16 +182,9 @@ pub async fn list(
     now: Instant,
 ) -> Result<Page<Allocation>, StoreError> {
     let Some(below) = f.utilisation_below_tenths else {
-        let mut q = filtered(scope, f);
+        let mut q = filtered(scope, f, now);
         q.page("a.seq", page.after, page.limit);
-        let rows = db
-            .query_built(&q)
-            .await?
-            .iter()
-            .map(row)
-            .collect::<Result<Vec<_>, _>>()
-            .db()?;
-        let rows = complete(db, rows, now).await?;
+        let rows = rows(&db.query_built(&q).await?, now)?;
         return Ok(Page::from_rows(rows, page.limit));
     };
     // Utilisation is computed, not stored: walk the rows in order, a chunk
@@ -217,18 +193,12 @@ pub async fn list(
     let mut kept = Vec::new();
     let mut after = page.after;
     loop {
-        let mut q = filtered(scope, f);
+        let mut q = filtered(scope, f, now);
         q.page("a.seq", after, SCAN_CHUNK - 1);
-        let rows = db
-            .query_built(&q)
-            .await?
-            .iter()
-            .map(row)
-            .collect::<Result<Vec<_>, _>>()
-            .db()?;
+        let rows = rows(&db.query_built(&q).await?, now)?;
         let exhausted = rows.len() < SCAN_CHUNK as usize;
-        after = rows.last().map(|r| r.seq);
-        for (seq, a) in complete(db, rows, now).await? {
+        after = rows.last().map(|r| r.0);
+        for (seq, a) in rows {
             if a.utilisation_percent().is_some_and(|p| p.tenths() < below) {
                 kept.push((seq, a));
                 if kept.len() > page.limit as usize {
@@ -242,99 +212,193 @@ pub async fn list(
     }
 }
 
-/// Registers a service line on first sight; refuses one of another workspace
-/// or one that is closed. An existing line is share-locked until commit, so
-/// it cannot be closed under an allocation being made for it. Two
-/// transactions registering the same new line race on its primary key; the
-/// loser is run again by the store and then finds the line.
-async fn ensure_service_line(
-    db: &Db<'_>,
-    line: &ServiceLineId,
-    ws: &WorkspaceId,
-    org: &OrgId,
-    now: Instant,
-) -> Result<(), StoreError> {
-    let found: Option<(String, String)> = db
-        .query_opt(
-            "SELECT workspace_id, status FROM service_lines WHERE id = $1 FOR SHARE",
-            &[&line.as_str()],
-        )
-        .await?
-        .map(|r| -> Result<_, tokio_postgres::Error> { Ok((r.try_get(0)?, r.try_get(1)?)) })
-        .transpose()
-        .db()?;
-    match found {
-        Some((w, _)) if w != ws.as_str() => Err(StoreError::conflict(
-            "service_line_workspace_mismatch",
-            format!("service line {line} belongs to another workspace"),
-        )),
-        Some((_, status)) if status == "closed" => Err(StoreError::conflict(
-            "service_line_closed",
-            format!("service line {line} is closed"),
-        )),
-        Some(_) => Ok(()),
-        None => {
-            db.execute(
-                "INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'active', $4, $4)",
-                &[&line.as_str(), &ws.as_str(), &org.as_str(), &now.micros()],
-            )
-            .await?;
-            Ok(())
-        }
-    }
+/// A create waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct CreateRequest {
+    pub scope: Scope,
+    pub new: NewAllocation,
 }
 
-/// Replaces an allocation's materialised commitment steps and records the
-/// change on its pool (`pools::touch`), keeping the pool's stored running
-/// commitment exact. The caller holds the pool row's lock.
-pub async fn write_steps(
+/// Makes a batch of creates in one transaction (group commit: one BEGIN,
+/// one COMMIT and its WAL flush for all of them), in four statements
+/// whatever their number:
+/// 1. BEGIN, the locks and rows of every pool named (in `seq` order), then
+///    the share locks and rows of every service line named (in id order:
+///    pools before lines, as a service-line close takes them), pipelined.
+///    Each pool's timelines come from the cache at its row's generation
+///    (else one more statement per pool reads them, under its lock: see
+///    `pools::TimelineCache`);
+/// 2. the rules, in Rust, request after request, each judged against the
+///    pool as the ones before it in the batch left it (`pools::State::apply`);
+///    then every accepted create written in one statement, and COMMIT,
+///    pipelined. Numbers are taken by that statement, for accepted creates
+///    only: a refused create takes none.
+///
+/// Answers each request's outcome, in order; an `Err` of the whole is a
+/// database failure (the store runs the batch again, or answers it to all).
+pub async fn create_batch(
     db: &Db<'_>,
-    pool_seq: i64,
-    alloc_seq: i64,
-    timeline: &Timeline,
+    requests: &[CreateRequest],
     now: Instant,
-) -> Result<(), StoreError> {
-    let through = pools::folded_through(db, pool_seq).await?;
-    let mut folded_before = 0;
-    for r in db
-        .query(
-            "DELETE FROM commitment_steps WHERE allocation_seq = $1 RETURNING at, delta",
-            &[&alloc_seq],
-        )
-        .await?
-    {
-        if r.try_get::<_, i64>(0).db()? <= through.micros() {
-            folded_before += r.try_get::<_, i64>(1).db()?;
-        }
-    }
-    for &(at, delta) in timeline.steps() {
-        db.execute(
-            "INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) VALUES ($1, $2, $3, $4)",
-            &[&pool_seq, &at.micros(), &alloc_seq, &delta],
-        )
+    cache: &pools::TimelineCache,
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    let mut pool_ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.new.capacity_pool_id.as_str().to_owned())
+        .collect();
+    pool_ids.sort();
+    pool_ids.dedup();
+    let mut line_ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.new.service_line_id.as_str().to_owned())
+        .collect();
+    line_ids.sort();
+    line_ids.dedup();
+    let lock_pools = format!(
+        "SELECT {} FROM pools p WHERE p.id = ANY($1) ORDER BY p.seq FOR NO KEY UPDATE",
+        pools::LOCKED_COLUMNS
+    );
+    let answers = db
+        .pipeline(&[
+            (&lock_pools, &[&pool_ids]),
+            (
+                "SELECT id, workspace_id, status FROM service_lines WHERE id = ANY($1) \
+                 ORDER BY id FOR SHARE",
+                &[&line_ids],
+            ),
+        ])
         .await?;
+    let (Some(pool_rows), Some(line_rows)) = (answers.first(), answers.get(1)) else {
+        return Err(StoreError::Internal(
+            "a pipeline answered too little".into(),
+        ));
+    };
+    let mut states: HashMap<String, pools::State> = HashMap::new();
+    for r in pool_rows {
+        let locked = pools::Locked::from_row(r)?;
+        let id = locked.pool.id.as_str().to_owned();
+        states.insert(id, pools::state(db, locked, now, cache).await?);
     }
-    pools::touch(
-        db,
-        pool_seq,
-        through,
-        timeline.value_at(through) - folded_before,
-        now,
-    )
-    .await
+    // Lines as they stand, and as the batch registers them.
+    let mut lines: HashMap<String, (String, String)> = HashMap::new();
+    for r in line_rows {
+        lines.insert(r.try_get(0).db()?, (r.try_get(1).db()?, r.try_get(2).db()?));
+    }
+
+    let mut outcomes: Vec<Result<Allocation, StoreError>> = Vec::with_capacity(requests.len());
+    let mut w = Writes::default();
+    for req in requests {
+        let outcome = judge(req, now, &mut states, &mut lines, &mut w);
+        outcomes.push(outcome);
+    }
+    if w.pool_seq.is_empty() {
+        return Ok(outcomes);
+    }
+    let (mut p_seq, mut p_base, mut p_through, mut p_bump) = (vec![], vec![], vec![], vec![]);
+    for st in states.values() {
+        let (base, through, writes) = st.row_after();
+        if writes > 0 {
+            p_seq.push(st.seq);
+            p_base.push(base);
+            p_through.push(through.micros());
+            p_bump.push(writes);
+        }
+    }
+    let count = w.pool_seq.len() as i64;
+    let mut batch = Batch::default();
+    batch.push(
+        &*INSERT_CREATED,
+        values![
+            count,
+            id_head(MintedPrefix::Allocation, now),
+            id_head(MintedPrefix::Event, now),
+            now.micros(),
+            w.pool_seq,
+            w.ws,
+            w.org,
+            w.line,
+            w.rt,
+            w.starts,
+            w.ends,
+            w.committed,
+            w.resources,
+            w.actor,
+            w.rest,
+            w.line_id,
+            w.line_ws,
+            w.line_org,
+            w.step_o,
+            w.step_at,
+            w.step_d,
+            p_seq,
+            p_base,
+            p_through,
+            p_bump,
+        ],
+    );
+    let answers = batch.send(db, true).await?;
+    for st in states.values() {
+        st.committed(cache);
+    }
+    let mut ids: HashMap<i64, String> = HashMap::new();
+    for r in answers.first().map(Vec::as_slice).unwrap_or_default() {
+        ids.insert(r.try_get(0).db()?, r.try_get(1).db()?);
+    }
+    // The accepted creates, in order, are ordinals 1..=count.
+    let mut ordinal = 0;
+    for alloc in outcomes.iter_mut().flatten() {
+        ordinal += 1;
+        let id = ids
+            .remove(&ordinal)
+            .ok_or_else(|| StoreError::Internal("the insert answered too few ids".into()))?;
+        alloc.id = AllocationId::from_trusted(id);
+    }
+    Ok(outcomes)
 }
 
-pub async fn create(
-    db: &Db<'_>,
-    scope: &Scope,
-    new: NewAllocation,
+/// The columns of a batch's accepted creates (and the lines it registers,
+/// and the commitment steps of each create by its ordinal).
+#[derive(Default)]
+struct Writes {
+    pool_seq: Vec<i64>,
+    ws: Vec<String>,
+    org: Vec<String>,
+    line: Vec<String>,
+    rt: Vec<String>,
+    starts: Vec<i64>,
+    ends: Vec<Option<i64>>,
+    committed: Vec<i64>,
+    resources: Vec<String>,
+    actor: Vec<String>,
+    /// The record's JSON after its id (the view's first field).
+    rest: Vec<String>,
+    line_id: Vec<String>,
+    line_ws: Vec<String>,
+    line_org: Vec<String>,
+    step_o: Vec<i64>,
+    step_at: Vec<i64>,
+    step_d: Vec<i64>,
+}
+
+/// One create of a batch: its rules, against the pool as the batch left it;
+/// when accepted, its writes are added to `w` and the record answered (its
+/// id is filled in once written).
+fn judge(
+    req: &CreateRequest,
     now: Instant,
+    states: &mut HashMap<String, pools::State>,
+    lines: &mut HashMap<String, (String, String)>,
+    w: &mut Writes,
 ) -> Result<Allocation, StoreError> {
-    // The pool's lock first: everything read below about its supply and
-    // commitments stays true until this transaction commits.
-    let pool_seq = pools::lock(db, scope, &new.capacity_pool_id).await?;
-    let (_, pool) = pools::load(db, scope, &new.capacity_pool_id, now).await?;
+    let new = &req.new;
+    let state = states
+        .get_mut(new.capacity_pool_id.as_str())
+        .filter(|st| {
+            req.scope
+                .sees(&st.pool.organization_id, &st.pool.workspace_id)
+        })
+        .ok_or(StoreError::NotFound)?;
+    let pool = state.pool.clone();
     let starts_at = new.starts_at.unwrap_or(now);
     if let Some(end) = new.ends_at {
         if end < now {
@@ -347,15 +411,19 @@ pub async fn create(
     let committed = new
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
-    ensure_service_line(
-        db,
-        &new.service_line_id,
-        &pool.workspace_id,
-        &pool.organization_id,
-        now,
-    )
-    .await?;
-
+    // The service line: registered on first sight; one of another workspace,
+    // or closed, is refused. An existing line is share-locked until commit,
+    // so it cannot be closed under an allocation being made for it. Two
+    // transactions registering the same new line race on its primary key;
+    // the loser is run again by the store and then finds the line.
+    let line_id = new.service_line_id.as_str();
+    let new_line = match lines.get(line_id) {
+        Some((ws, status)) => {
+            check_line(&new.service_line_id, &pool.workspace_id, ws, status)?;
+            false
+        }
+        None => true,
+    };
     let terms = [(starts_at, committed)];
     let change = capacity_domain::timeline::CommitmentSchedule {
         starts_at,
@@ -364,50 +432,22 @@ pub async fn create(
         terms: &terms,
     }
     .timeline();
-    let supply = pools::supply_timeline(db, pool_seq).await?;
-    let before = pools::commitment_timeline(db, pool_seq, now).await?;
-    check_change(&supply, pool.overcommit_ratio, &before, &change, now).map_err(|overcommit| {
-        StoreError::InsufficientCapacity {
-            overcommit,
-            unit: unit_name(pool.resource_type),
-        }
+    check_change(
+        &state.supply,
+        pool.overcommit_ratio,
+        &state.committed,
+        &change,
+        now,
+    )
+    .map_err(|overcommit| StoreError::InsufficientCapacity {
+        overcommit,
+        unit: unit_name(pool.resource_type),
     })?;
 
-    let (seq, id) = mint_id(db, MintedPrefix::Allocation, now).await?;
-    db.execute(
-        "INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, resource_type, \
-         status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, NULL, $10, $10, 1)",
-        &[
-            &seq,
-            &id,
-            &pool_seq,
-            &pool.workspace_id.as_str(),
-            &pool.organization_id.as_str(),
-            &new.service_line_id.as_str(),
-            &pool.resource_type.as_str(),
-            &starts_at.micros(),
-            &new.ends_at.map(|e| e.micros()),
-            &now.micros(),
-        ],
-    )
-    .await?;
-    let resources =
-        serde_json::to_string(&new.resources).map_err(|e| StoreError::Internal(e.to_string()))?;
-    db.execute(
-        "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-         VALUES ($1, $2, $3, $4, NULL)",
-        &[
-            &seq,
-            &starts_at.micros(),
-            &committed.thousandths(),
-            &resources,
-        ],
-    )
-    .await?;
-    write_steps(db, pool_seq, seq, &change, now).await?;
-    let alloc = new.record(
-        AllocationId::from_trusted(id),
+    // Accepted. The record and its JSON are built with the id left empty;
+    // the statement puts the minted id in (the view's first field).
+    let alloc = new.clone().record(
+        AllocationId::from_trusted(String::new()),
         &pool,
         starts_at,
         committed,
@@ -415,82 +455,168 @@ pub async fn create(
     );
     let created =
         serde_json::to_value(alloc.view(now)).map_err(|e| StoreError::Internal(e.to_string()))?;
-    write_history(
-        db,
-        seq,
-        "created",
-        &scope.token_id,
-        None,
-        &serde_json::Value::Null,
-        &created,
-        starts_at,
-        now,
-    )
-    .await?;
-    insert_event(
-        db,
-        "capacity.allocation.created",
-        &alloc.organization_id,
-        &alloc.workspace_id,
-        &created,
-        now,
-    )
-    .await?;
+    let created = created.to_string();
+    let Some(rest) = created.strip_prefix(r#"{"id":"""#) else {
+        return Err(StoreError::Internal(
+            "an allocation's JSON does not open with its id".into(),
+        ));
+    };
+    let resources = serde_json::to_string(&alloc.terms[0].resources)
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    state.apply(&change, now);
+    if new_line {
+        lines.insert(
+            line_id.to_owned(),
+            (pool.workspace_id.as_str().to_owned(), "active".to_owned()),
+        );
+        w.line_id.push(line_id.to_owned());
+        w.line_ws.push(pool.workspace_id.as_str().to_owned());
+        w.line_org.push(pool.organization_id.as_str().to_owned());
+    }
+    w.pool_seq.push(state.seq);
+    let ordinal = w.pool_seq.len() as i64;
+    w.ws.push(pool.workspace_id.as_str().to_owned());
+    w.org.push(pool.organization_id.as_str().to_owned());
+    w.line.push(line_id.to_owned());
+    w.rt.push(pool.resource_type.as_str().to_owned());
+    w.starts.push(starts_at.micros());
+    w.ends.push(new.ends_at.map(|e| e.micros()));
+    w.committed.push(committed.thousandths());
+    w.resources.push(resources);
+    w.actor.push(req.scope.token_id.clone());
+    w.rest.push(rest.to_owned());
+    for &(at, d) in change.steps() {
+        w.step_o.push(ordinal);
+        w.step_at.push(at.micros());
+        w.step_d.push(d);
+    }
     Ok(alloc)
 }
 
-/// Appends one entry to an allocation's history.
-#[allow(clippy::too_many_arguments)]
-pub async fn write_history(
-    db: &Db<'_>,
-    alloc_seq: i64,
-    action: &str,
-    actor: &str,
-    reason: Option<&str>,
-    before: &serde_json::Value,
-    after: &serde_json::Value,
-    effective_at: Instant,
-    now: Instant,
-) -> Result<(), StoreError> {
-    db.execute(
-        "INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, effective_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &alloc_seq,
-            &action,
-            &actor,
-            &reason,
-            &before.to_string(),
-            &after.to_string(),
-            &effective_at.micros(),
-            &now.micros(),
-        ],
+/// Every write of a batch of creates, in one statement. `$1` how many, `$2`
+/// the allocation id's head (`ALLOC-26-`), `$3` the event id's head, `$4`
+/// now; per create (arrays, by ordinal): `$5` pool_seq, `$6` workspace, `$7`
+/// organization, `$8` service line, `$9` resource type, `$10` starts_at,
+/// `$11` ends_at, `$12` committed, `$13` resources, `$14` actor, `$15` the
+/// record's JSON after its id; the lines registered: `$16`–`$18` (id,
+/// workspace, organization); the commitment steps: `$19`–`$21` (ordinal,
+/// at, delta); the pools: `$22`–`$25` (seq, stored commitment, fold point,
+/// generation increment: `pools::State::row_after`). Numbers are taken in
+/// ordinal order. (Foreign keys are checked at the end of the statement,
+/// when the lines and the allocations are in.) Answers (ordinal, id).
+static INSERT_CREATED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ids AS MATERIALIZED (SELECT o, n, {} AS id FROM \
+             (SELECT o, nextval('ids_alloc') AS n FROM generate_series(1, $1::BIGINT) AS o) x), \
+         evs AS MATERIALIZED (SELECT o, n, {} AS id FROM \
+             (SELECT o, nextval('ids_evt') AS n FROM generate_series(1, $1::BIGINT) AS o) x), \
+         r AS MATERIALIZED (SELECT * FROM unnest($5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $15::TEXT[]) \
+             WITH ORDINALITY AS r(pool_seq, ws, org, line, rt, starts, ends, committed, resources, actor, rest, o)), \
+         line AS (INSERT INTO service_lines (id, workspace_id, organization_id, status, created_at, updated_at) \
+             SELECT l.id, l.ws, l.org, 'active', $4, $4 \
+             FROM unnest($16::TEXT[], $17::TEXT[], $18::TEXT[]) AS l(id, ws, org)), \
+         a AS (INSERT INTO allocations (seq, id, pool_seq, workspace_id, organization_id, service_line_id, \
+             resource_type, status, starts_at, ends_at, closed_at, created_at, updated_at, version) \
+             SELECT ids.n, ids.id, r.pool_seq, r.ws, r.org, r.line, r.rt, 'active', r.starts, r.ends, NULL, \
+             $4, $4, 1 FROM r JOIN ids ON ids.o = r.o ORDER BY r.o), \
+         t AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             SELECT ids.n, r.starts, r.committed, r.resources, NULL FROM r JOIN ids ON ids.o = r.o), \
+         c AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
+             SELECT r.pool_seq, s.at, ids.n, s.d \
+             FROM unnest($19::BIGINT[], $20::BIGINT[], $21::BIGINT[]) AS s(o, at, d) \
+             JOIN r ON r.o = s.o JOIN ids ON ids.o = s.o), \
+         p AS (UPDATE pools SET committed_base = x.base, committed_through = x.through, \
+             generation = generation + x.bump, updated_at = $4 \
+             FROM unnest($22::BIGINT[], $23::BIGINT[], $24::BIGINT[], $25::BIGINT[]) AS x(seq, base, through, bump) \
+             WHERE pools.seq = x.seq), \
+         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
+             effective_at, created_at) \
+             SELECT ids.n, 'created', r.actor, NULL, 'null', '{{\"id\":\"' || ids.id || '\"' || r.rest, \
+             r.starts, $4 FROM r JOIN ids ON ids.o = r.o ORDER BY r.o), \
+         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+             SELECT evs.n, evs.id, r.org, r.ws, 'capacity.allocation.created', \
+             '{{\"object\":{{\"id\":\"' || ids.id || '\"' || r.rest || '}}', $4 \
+             FROM r JOIN ids ON ids.o = r.o JOIN evs ON evs.o = r.o ORDER BY r.o) \
+         SELECT o, id FROM ids",
+        minted_sql("$2", "n"),
+        minted_sql("$3", "n")
     )
-    .await?;
-    Ok(())
-}
+});
 
-async fn replace_terms(db: &Db<'_>, alloc_seq: i64, terms: &[Terms]) -> Result<(), StoreError> {
-    db.execute(
-        "DELETE FROM allocation_terms WHERE allocation_seq = $1",
-        &[&alloc_seq],
+/// [`SELECT`] with the allocation's materialised commitment steps (columns
+/// 21 and 22: `at` and `delta`, in order).
+static SELECT_WITH_STEPS: LazyLock<String> = LazyLock::new(|| {
+    SELECT.replacen(
+        " FROM allocations a",
+        ", (SELECT array_agg(c.at ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq), \
+         (SELECT array_agg(c.delta ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq) \
+         FROM allocations a",
+        1,
     )
-    .await?;
-    for t in terms {
-        let resources =
-            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?;
-        db.execute(
-            "INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &alloc_seq,
-                &t.effective_at.micros(),
-                &t.committed.thousandths(),
-                &resources,
-                &t.reason,
-            ],
-        )
-        .await?;
+});
+
+/// Every write of a PATCH, in one statement. `$1` the allocation's seq,
+/// `$2`–`$4` status, ends_at, closed_at, `$5` now; `$6` the terms to delete
+/// (their effective_at), `$7`–`$10` the terms to write (new or changed);
+/// `$11` pool_seq, `$12` the steps to delete (their instants), `$13`/`$27`
+/// the steps to write (instants, deltas); `$14`/`$15` the pool's stored
+/// commitment and fold point; `$16` the actor, `$17` the reason; `$18`–`$21`
+/// history entries (action, before, after, effective_at); `$22` the event
+/// id's head, `$23` organization, `$24` workspace, `$25`/`$26` events (type,
+/// data), numbered in order. Only rows that change are touched; what is
+/// deleted and what is written never share a key (one statement: a delete
+/// and an insert of one key in one statement would race each other).
+static PATCH_WRITES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH u AS (UPDATE allocations SET status = $2, ends_at = $3, closed_at = $4, updated_at = $5, \
+             version = version + 1 WHERE seq = $1), \
+         td AS (DELETE FROM allocation_terms WHERE allocation_seq = $1 \
+             AND effective_at = ANY($6::BIGINT[])), \
+         ti AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             SELECT $1, x.e, x.c, x.r, x.why \
+             FROM unnest($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[]) AS x(e, c, r, why) \
+             ON CONFLICT (allocation_seq, effective_at) DO UPDATE SET committed = EXCLUDED.committed, \
+             resources = EXCLUDED.resources, reason = EXCLUDED.reason), \
+         sd AS (DELETE FROM commitment_steps WHERE pool_seq = $11 AND at = ANY($12::BIGINT[]) \
+             AND allocation_seq = $1), \
+         si AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
+             SELECT $11, x.at, $1, x.d FROM unnest($13::BIGINT[], $27::BIGINT[]) AS x(at, d) \
+             ON CONFLICT (pool_seq, at, allocation_seq) DO UPDATE SET delta = EXCLUDED.delta), \
+         p AS (UPDATE pools SET committed_base = $14, committed_through = $15, \
+             generation = generation + 1, updated_at = $5 WHERE seq = $11), \
+         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
+             effective_at, created_at) \
+             SELECT $1, x.action, $16, $17::TEXT, x.before, x.after, x.eff, $5 \
+             FROM unnest($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::BIGINT[]) WITH ORDINALITY \
+                 AS x(action, before, after, eff, n) ORDER BY x.n), \
+         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+             SELECT n, {}, $23, $24, x.type, x.data, $5 \
+             FROM (SELECT nextval('ids_evt') AS n, x.type, x.data, x.o \
+                   FROM unnest($25::TEXT[], $26::TEXT[]) WITH ORDINALITY AS x(type, data, o) ORDER BY x.o) x) \
+         SELECT 1",
+        minted_sql("$22", "n")
+    )
+});
+
+/// Refuses a service line of another workspace, or a closed one.
+fn check_line(
+    line: &ServiceLineId,
+    ws: &WorkspaceId,
+    line_ws: &str,
+    status: &str,
+) -> Result<(), StoreError> {
+    if line_ws != ws.as_str() {
+        return Err(StoreError::conflict(
+            "service_line_workspace_mismatch",
+            format!("service line {line} belongs to another workspace"),
+        ));
+    }
+    if status == "closed" {
+        return Err(StoreError::conflict(
+            "service_line_closed",
+            format!("service line {line} is closed"),
+        ));
     }
     Ok(())
 }
@@ -511,33 +637,131 @@ fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Va
     serde_json::Value::Object(v)
 }
 
-/// The id of the pool a visible allocation draws on.
-async fn pool_of(db: &Db<'_>, scope: &Scope, id: &AllocationId) -> Result<PoolId, StoreError> {
-    let mut q = Query::new("SELECT p.id FROM allocations a JOIN pools p ON p.seq = a.pool_seq");
-    q.and("a.id = {}", id.as_str().to_owned());
-    q.scoped(scope, "a.organization_id", "a.workspace_id");
-    let id: String = db
-        .query_opt_built(&q)
-        .await?
-        .ok_or(StoreError::NotFound)?
-        .try_get(0)
-        .db()?;
-    Ok(PoolId::from_trusted(id))
+/// A PATCH waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct PatchRequest {
+    pub scope: Scope,
+    pub id: AllocationId,
+    pub patch: AllocationPatch,
 }
 
+/// One PATCH, inside the caller's transaction, which it leaves open (a
+/// service-line close patches each of the line's allocations).
 pub async fn patch(
     db: &Db<'_>,
     scope: &Scope,
     id: &AllocationId,
     patch: AllocationPatch,
     now: Instant,
+    cache: &pools::TimelineCache,
 ) -> Result<Allocation, StoreError> {
-    // The pool's lock first, as `create` takes it: every write to the pool's
-    // commitments (and so to this allocation) waits for it, so what is read
-    // below (the version, the terms, the timelines) stays true until commit.
-    let pool_id = pool_of(db, scope, id).await?;
-    let pool_seq = pools::lock(db, scope, &pool_id).await?;
-    let (seq, old) = load(db, scope, id, now).await?;
+    let request = PatchRequest {
+        scope: scope.clone(),
+        id: id.clone(),
+        patch,
+    };
+    patch_batch(db, std::slice::from_ref(&request), now, false, cache)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Internal("a PATCH answered nothing".into()))?
+}
+
+/// Makes a batch of PATCHes of distinct allocations in one transaction
+/// (group commit, as `create_batch`), in two round trips: BEGIN, the locks
+/// and rows of the allocations' pools (in `seq` order), then (under them)
+/// the allocations with their materialised steps, pipelined (the pools'
+/// timelines from the cache); then the rules, in Rust, PATCH after PATCH,
+/// each against its pool as the ones before it left it; then each PATCH's
+/// writes in one statement, all pipelined, with COMMIT when `commit` (a
+/// PATCH made by a service-line close runs inside that transaction).
+///
+/// Answers each request's outcome, in order; an `Err` of the whole is a
+/// database failure.
+pub async fn patch_batch(
+    db: &Db<'_>,
+    requests: &[PatchRequest],
+    now: Instant,
+    commit: bool,
+    cache: &pools::TimelineCache,
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    // The pools' locks first, as creates take them: every write to a pool's
+    // commitments (and so to its allocations) waits for them, so what is
+    // read after them (the versions, the terms, the timelines) stays true
+    // until commit. An allocation never moves to another pool.
+    let ids: Vec<String> = requests.iter().map(|r| r.id.as_str().to_owned()).collect();
+    let lock = format!(
+        "SELECT {} FROM pools p WHERE p.seq IN (SELECT a.pool_seq FROM allocations a WHERE a.id = ANY($1)) \
+         ORDER BY p.seq FOR NO KEY UPDATE",
+        pools::LOCKED_COLUMNS
+    );
+    // The allocations, with their materialised steps (columns 21, 22).
+    let week = now.week_start().plus_micros(-MICROS_PER_WEEK).micros();
+    let read = format!("{} WHERE a.id = ANY($2)", &*SELECT_WITH_STEPS);
+    let answers = db
+        .pipeline(&[(&lock, &[&ids]), (&read, &[&week, &ids])])
+        .await?;
+    let (Some(pool_rows), Some(alloc_rows)) = (answers.first(), answers.get(1)) else {
+        return Err(StoreError::Internal(
+            "a pipeline answered too little".into(),
+        ));
+    };
+    let mut states: HashMap<String, pools::State> = HashMap::new();
+    for r in pool_rows {
+        let locked = pools::Locked::from_row(r)?;
+        let id = locked.pool.id.as_str().to_owned();
+        states.insert(id, pools::state(db, locked, now, cache).await?);
+    }
+    let mut allocs: HashMap<String, (i64, Allocation, Timeline)> = HashMap::new();
+    for r in alloc_rows {
+        let (seq, a) = row(r, now)?;
+        let ats: Option<Vec<i64>> = r.try_get(21).db()?;
+        let ds: Option<Vec<i64>> = r.try_get(22).db()?;
+        let old_steps = Timeline::from_steps(
+            ats.unwrap_or_default()
+                .into_iter()
+                .map(Instant::from_micros)
+                .zip(ds.unwrap_or_default()),
+        );
+        allocs.insert(a.id.as_str().to_owned(), (seq, a, old_steps));
+    }
+    let mut batch = Batch::default();
+    let outcomes: Vec<Result<Allocation, StoreError>> = requests
+        .iter()
+        .map(|req| judge_patch(req, now, &allocs, &mut states, &mut batch))
+        .collect();
+    if !batch.is_empty() {
+        batch.send(db, commit).await?;
+        if commit {
+            // Committed: the cache may hold what they left. (Inside a
+            // caller's transaction it may still roll back: the next write
+            // reads.)
+            for st in states.values() {
+                st.committed(cache);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// One PATCH of a batch: its rules, against its pool as the batch left it;
+/// its writes are added to `batch`.
+fn judge_patch(
+    req: &PatchRequest,
+    now: Instant,
+    allocs: &HashMap<String, (i64, Allocation, Timeline)>,
+    states: &mut HashMap<String, pools::State>,
+    batch: &mut Batch,
+) -> Result<Allocation, StoreError> {
+    let scope = &req.scope;
+    let patch = &req.patch;
+    let (seq, old, old_steps) = allocs
+        .get(req.id.as_str())
+        .filter(|(_, a, _)| scope.sees(&a.organization_id, &a.workspace_id))
+        .ok_or(StoreError::NotFound)?;
+    let (seq, old) = (*seq, old.clone());
+    let state = states
+        .get_mut(old.capacity_pool_id.as_str())
+        .ok_or(StoreError::NotFound)?;
     let Some(PatchPlan {
         new,
         change,
@@ -547,40 +771,70 @@ pub async fn patch(
         return Ok(old);
     };
     let terms_changed = new.terms != old.terms;
-    let reason = patch.reason.as_deref();
+    let reason = patch.reason.clone();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
-    let (_, pool) = pools::load(db, scope, &old.capacity_pool_id, now).await?;
-    let delta = new.commitment_timeline().minus(&old.commitment_timeline());
+    let pool = &state.pool;
+    let new_timeline = new.commitment_timeline();
+    let delta = new_timeline.minus(&old.commitment_timeline());
     if delta.steps().iter().any(|s| s.1 > 0) {
-        let supply = pools::supply_timeline(db, pool_seq).await?;
-        let before = pools::commitment_timeline(db, pool_seq, now).await?;
-        check_change(&supply, pool.overcommit_ratio, &before, &delta, now).map_err(
-            |overcommit| StoreError::InsufficientCapacity {
-                overcommit,
-                unit: unit_name(pool.resource_type),
-            },
-        )?;
+        check_change(
+            &state.supply,
+            pool.overcommit_ratio,
+            &state.committed,
+            &delta,
+            now,
+        )
+        .map_err(|overcommit| StoreError::InsufficientCapacity {
+            overcommit,
+            unit: unit_name(pool.resource_type),
+        })?;
     }
 
-    db.execute(
-        "UPDATE allocations SET status = $1, ends_at = $2, closed_at = $3, updated_at = $4, version = version + 1 \
-         WHERE seq = $5",
-        &[
-            &new.status.as_str(),
-            &new.ends_at.map(|e| e.micros()),
-            &new.closed_at.map(|c| c.micros()),
-            &now.micros(),
-            &seq,
-        ],
-    )
-    .await?;
-    if terms_changed {
-        replace_terms(db, seq, &new.terms).await?;
+    // Terms and steps: only the rows that change are written. Deleted:
+    // those whose key is gone; written: those new or changed.
+    let terms_gone: Vec<i64> = old
+        .terms
+        .iter()
+        .filter(|t| !new.terms.iter().any(|n| n.effective_at == t.effective_at))
+        .map(|t| t.effective_at.micros())
+        .collect();
+    let mut terms = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for t in new.terms.iter().filter(|t| !old.terms.contains(t)) {
+        terms.0.push(t.effective_at.micros());
+        terms.1.push(t.committed.thousandths());
+        terms.2.push(
+            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+        terms.3.push(t.reason.clone());
     }
-    write_steps(db, pool_seq, seq, &new.commitment_timeline(), now).await?;
+    let steps_gone: Vec<i64> = old_steps
+        .steps()
+        .iter()
+        .filter(|o| !new_timeline.steps().iter().any(|n| n.0 == o.0))
+        .map(|o| o.0.micros())
+        .collect();
+    let (ats, deltas): (Vec<i64>, Vec<i64>) = new_timeline
+        .steps()
+        .iter()
+        .filter(|n| !old_steps.steps().contains(n))
+        .map(|&(at, d)| (at.micros(), d))
+        .unzip();
+    // The pool's stored commitment and generation (see
+    // `pools::State::folded_after`).
+    let (base, through) = state.apply(&new_timeline.minus(old_steps), now);
 
     // History: one entry for what applies now, one for what is scheduled.
+    let mut history: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+    let mut entry = |action: &'static str,
+                     before: serde_json::Value,
+                     after: serde_json::Value,
+                     effective_at: Instant| {
+        history.0.push(action);
+        history.1.push(before.to_string());
+        history.2.push(after.to_string());
+        history.3.push(effective_at.micros());
+    };
     let mut before_now = serde_json::Map::new();
     let mut after_now = serde_json::Map::new();
     if new.ends_at != old.ends_at {
@@ -598,18 +852,7 @@ pub async fn patch(
             extend(&mut before_now, before_terms);
             extend(&mut after_now, after_terms);
         } else {
-            write_history(
-                db,
-                seq,
-                "updated",
-                &scope.token_id,
-                reason,
-                &before_terms,
-                &after_terms,
-                terms_at,
-                now,
-            )
-            .await?;
+            entry("updated", before_terms, after_terms, terms_at);
         }
     }
     if !after_now.is_empty() {
@@ -618,61 +861,73 @@ pub async fn patch(
         } else {
             "updated"
         };
-        write_history(
-            db,
-            seq,
-            action,
-            &scope.token_id,
-            reason,
-            &before_now.into(),
-            &after_now.into(),
-            now,
-            now,
-        )
-        .await?;
+        entry(action, before_now.into(), after_now.into(), now);
     }
 
     let updated = new;
-    let (org, ws) = (&updated.organization_id, &updated.workspace_id);
-    insert_event(
-        db,
-        "capacity.allocation.updated",
-        org,
-        ws,
-        updated.view(now),
-        now,
-    )
-    .await?;
+    let mut events: (Vec<&str>, Vec<String>) = Default::default();
+    let view = event_data(updated.view(now));
     if updated.status == AllocationStatus::Closed {
-        insert_event(
-            db,
-            "capacity.allocation.closed",
-            org,
-            ws,
-            updated.view(now),
-            now,
-        )
-        .await?;
+        events
+            .0
+            .extend(["capacity.allocation.updated", "capacity.allocation.closed"]);
+        events.1.extend([view.clone(), view]);
+    } else {
+        events.0.push("capacity.allocation.updated");
+        events.1.push(view);
     }
     if let Some(c) = change.committed
         && c < old.current_terms(now).committed
         && below_actual(c, old.period, old.actual_last_week)
     {
-        insert_event(
-            db,
-            "capacity.utilisation_warning",
-            org,
-            ws,
-            serde_json::json!({
-                "allocation": updated.view(now),
-                "committed_per_week": old.period.to_per_week(c),
-                "actual_last_week": old.actual_last_week,
-                "effective_at": terms_at,
-            }),
-            now,
-        )
-        .await?;
+        events.0.push("capacity.utilisation_warning");
+        events.1.push(event_data(serde_json::json!({
+            "allocation": updated.view(now),
+            "committed_per_week": old.period.to_per_week(c),
+            "actual_last_week": old.actual_last_week,
+            "effective_at": terms_at,
+        })));
     }
+    batch.push(
+        &*PATCH_WRITES,
+        values![
+            seq,
+            updated.status.as_str(),
+            updated.ends_at.map(|e| e.micros()),
+            updated.closed_at.map(|c| c.micros()),
+            now.micros(),
+            terms_gone,
+            terms.0,
+            terms.1,
+            terms.2,
+            terms.3,
+            state.seq,
+            steps_gone,
+            ats,
+            base,
+            through.micros(),
+            scope.token_id.clone(),
+            reason,
+            history
+                .0
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<String>>(),
+            history.1,
+            history.2,
+            history.3,
+            id_head(MintedPrefix::Event, now),
+            updated.organization_id.as_str().to_owned(),
+            updated.workspace_id.as_str().to_owned(),
+            events
+                .0
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<String>>(),
+            events.1,
+            deltas,
+        ],
+    );
     Ok(updated)
 }
 
@@ -824,19 +1079,13 @@ pub async fn evaluate_low_utilisation(
     let mut recorded = 0;
     let mut after = None;
     loop {
-        let mut q = Query::new(SELECT);
+        let mut q = select(week_start);
         q.and_raw("a.status = 'active'");
         q.page("a.seq", after, SCAN_CHUNK - 1);
-        let rows = db
-            .query_built(&q)
-            .await?
-            .iter()
-            .map(row)
-            .collect::<Result<Vec<_>, _>>()
-            .db()?;
+        let rows = rows(&db.query_built(&q).await?, week_start)?;
         let exhausted = rows.len() < SCAN_CHUNK as usize;
-        after = rows.last().map(|r| r.seq);
-        for (_, a) in complete(db, rows, week_start).await? {
+        after = rows.last().map(|r| r.0);
+        for (_, a) in rows {
             if let Some(p) = a.utilisation_percent()
                 && p.tenths() < threshold_tenths
             {

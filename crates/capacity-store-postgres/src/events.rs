@@ -1,16 +1,18 @@
 //! The transactional outbox: events are inserted by the same transaction
 //! that makes the change they announce.
 
-use crate::sql::{Db, DbResult, Query, mint_id};
+use crate::sql::{Db, DbResult, Query, id_head, minted_sql};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::Event;
 use capacity_domain::{Instant, OrgId, WorkspaceId};
 use capacity_store::{EventFilter, Page, PageRequest, Scope, StoreError};
+use std::sync::LazyLock;
 use tokio_postgres::Row;
 
-/// Inserts an event. Call it last in a transaction: minting the EVT number
-/// locks that sequence until commit (which keeps events visible in `seq`
-/// order), so the later it is taken the shorter other writers wait.
+/// Inserts an event, numbered in the same statement; answers its id. Call
+/// it once the write's rules have passed (a number taken is not given back).
+/// The row records its transaction's id (`txid`, a column default): the
+/// outbox is fanned out in (txid, seq) order, see `webhooks::fan_out`.
 pub async fn insert_event(
     db: &Db<'_>,
     kind: &str,
@@ -19,14 +21,11 @@ pub async fn insert_event(
     object: impl serde::Serialize,
     now: Instant,
 ) -> Result<String, StoreError> {
-    let data = serde_json::json!({ "object": object }).to_string();
-    let (seq, id) = mint_id(db, MintedPrefix::Event, now).await?;
-    db.execute(
-        "INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let data = event_data(object);
+    db.query_one(
+        &INSERT,
         &[
-            &seq,
-            &id,
+            &id_head(MintedPrefix::Event, now),
             &org.as_str(),
             &workspace.as_str(),
             &kind,
@@ -34,9 +33,25 @@ pub async fn insert_event(
             &now.micros(),
         ],
     )
-    .await?;
-    Ok(id)
+    .await?
+    .try_get(0)
+    .db()
 }
+
+/// An event's `data`: the object it announces.
+pub fn event_data(object: impl serde::Serialize) -> String {
+    serde_json::json!({ "object": object }).to_string()
+}
+
+/// `$1` the id's head (`EVT-26-`), then organization, workspace, type, data,
+/// created_at. Answers the id.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+         SELECT n, {}, $2, $3, $4, $5, $6 FROM (SELECT nextval('ids_evt') AS n) s RETURNING id",
+        minted_sql("$1", "n")
+    )
+});
 
 const SELECT: &str = "SELECT seq, id, type, created_at, data FROM events";
 

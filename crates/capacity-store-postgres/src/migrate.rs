@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0008_commitment_totals.sql"),
     ),
     (
+        9,
+        "id_sequences",
+        include_str!("../migrations/0009_id_sequences.sql"),
+    ),
+    (
         10,
         "fewer_allocation_indexes",
         include_str!("../migrations/0010_fewer_allocation_indexes.sql"),

@@ -10,6 +10,8 @@ use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
 use capacity_domain::timeline::{Timeline, check_change};
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio_postgres::Row;
 
 /// The total commitment of pool row `p` at `$1`: the folded base plus or
@@ -24,16 +26,26 @@ macro_rules! committed_at {
     };
 }
 
-/// Pool columns with supply and commitment read at `$1` (now).
-const SELECT: &str = concat!(
-    "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
-    p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
-    (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), ",
-    committed_at!(),
-    " FROM pools p"
-);
+/// `SELECT` and the pool columns of row `p` (what [`row`] reads), with
+/// supply and commitment read at `$1` (now).
+macro_rules! select_columns {
+    () => {
+        concat!(
+            "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+            p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
+            (SELECT COALESCE(SUM(s.delta), 0)::BIGINT FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= $1), ",
+            committed_at!()
+        )
+    };
+}
 
-fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
+/// Pool columns with supply and commitment read at `$1` (now).
+pub const SELECT: &str = concat!(select_columns!(), " FROM pools p");
+
+/// [`SELECT`] and the pool's generation (column 13).
+pub const SELECT_WITH_GENERATION: &str = concat!(select_columns!(), ", p.generation FROM pools p");
+
+pub fn row(r: &Row) -> Result<(i64, Option<Pool>), tokio_postgres::Error> {
     let seq: i64 = r.try_get(0)?;
     let amount: Option<String> = r.try_get(7)?;
     let currency: Option<String> = r.try_get(8)?;
@@ -311,6 +323,270 @@ async fn insert_supply_change(
     )
     .await?;
     Ok(id)
+}
+
+/// The columns of a pool row a write reads with its lock (what
+/// [`Locked::from_row`] reads): with `FOR NO KEY UPDATE` they are the row's
+/// latest version, whatever the statement's snapshot.
+pub const LOCKED_COLUMNS: &str = "p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, \
+    p.period, p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, \
+    p.updated_at, p.committed_base, p.committed_through, p.generation";
+
+/// A pool row read with its lock.
+pub struct Locked {
+    pub seq: i64,
+    /// `total` and `allocated` are not read here (see [`state`]).
+    pub pool: Pool,
+    pub base: i64,
+    pub through: Instant,
+    pub generation: i64,
+}
+
+impl Locked {
+    /// From [`LOCKED_COLUMNS`] at the start of `r`.
+    pub fn from_row(r: &Row) -> Result<Locked, StoreError> {
+        let rt: String = r.try_get(4).db()?;
+        let period: String = r.try_get(5).db()?;
+        let (Some(resource_type), Some(period)) =
+            (ResourceType::parse(&rt), Period::parse(&period))
+        else {
+            return Err(StoreError::Internal(
+                "unreadable pool in the database".into(),
+            ));
+        };
+        let amount: Option<String> = r.try_get(7).db()?;
+        let currency: Option<String> = r.try_get(8).db()?;
+        Ok(Locked {
+            seq: r.try_get(0).db()?,
+            pool: Pool {
+                id: PoolId::from_trusted(r.try_get(1).db()?),
+                workspace_id: WorkspaceId::from_trusted(r.try_get(2).db()?),
+                organization_id: OrgId::from_trusted(r.try_get(3).db()?),
+                resource_type,
+                period,
+                overcommit_ratio: r.try_get(6).db()?,
+                unit_price: amount
+                    .zip(currency)
+                    .map(|(amount, currency)| UnitPrice { amount, currency }),
+                created_at: Instant::from_micros(r.try_get(9).db()?),
+                updated_at: Instant::from_micros(r.try_get(10).db()?),
+                total: 0,
+                allocated: 0,
+            },
+            base: r.try_get(11).db()?,
+            through: Instant::from_micros(r.try_get(12).db()?),
+            generation: r.try_get(13).db()?,
+        })
+    }
+}
+
+/// A pool's supply timeline and its commitment steps after an instant, as
+/// they were at one generation.
+pub struct Timelines {
+    generation: i64,
+    /// The commitment steps after this instant are all in `steps`.
+    from: Instant,
+    supply: Arc<Timeline>,
+    steps: Timeline,
+}
+
+/// The timelines writes judge changes against, per pool, keyed by the
+/// pool's generation (migration 0008: every change to a pool's supply or
+/// commitment steps bumps it in the same transaction, in any process).
+///
+/// Entries are filled and used only under the pool's lock, so an entry at
+/// the generation the lock reads is exactly the pool as it is: a write then
+/// reads one pool row instead of its whole supply ledger and future
+/// commitment steps. A write that commits stores what it leaves behind at
+/// the next generation.
+#[derive(Default)]
+pub struct TimelineCache {
+    entries: Mutex<(HashMap<i64, Arc<Timelines>>, usize)>,
+}
+
+/// Steps held at most (≈ 40 MiB); past it the cache starts over.
+const MAX_CACHED_STEPS: usize = 2_000_000;
+
+impl TimelineCache {
+    fn get(&self, pool_seq: i64, generation: i64, from: Instant) -> Option<Arc<Timelines>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .0
+            .get(&pool_seq)
+            .filter(|t| t.generation == generation && t.from <= from)
+            .cloned()
+    }
+
+    fn insert(&self, pool_seq: i64, t: Arc<Timelines>) {
+        let weight = t.supply.steps().len() + t.steps.steps().len() + 1;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.1 + weight > MAX_CACHED_STEPS {
+            entries.0.clear();
+            entries.1 = 0;
+        }
+        if let Some(old) = entries.0.insert(pool_seq, t) {
+            entries.1 = entries
+                .1
+                .saturating_sub(old.supply.steps().len() + old.steps.steps().len() + 1);
+        }
+        entries.1 += weight;
+    }
+}
+
+/// Reads a locked pool's supply timeline and its commitment steps after `from`.
+const SELECT_TIMELINES: &str = "SELECT sup.at, sup.d, com.at, com.d FROM \
+    (SELECT array_agg(g.at ORDER BY g.at) AS at, array_agg(g.d ORDER BY g.at) AS d \
+     FROM (SELECT effective_at AS at, SUM(delta)::BIGINT AS d FROM supply_changes \
+           WHERE pool_seq = $1 GROUP BY effective_at) g) sup, \
+    (SELECT array_agg(at ORDER BY at) AS at, array_agg(delta ORDER BY at) AS d \
+     FROM commitment_steps WHERE pool_seq = $1 AND at > $2) com";
+
+/// A pool as a write that changes its commitments sees it, under its lock.
+pub struct State {
+    pub seq: i64,
+    /// With its supply and commitment now.
+    pub pool: Pool,
+    pub supply: Arc<Timeline>,
+    /// The total commitment: its value at now, then every later step.
+    pub committed: Timeline,
+    locked: Locked,
+    timelines: Arc<Timelines>,
+    /// What the writes applied so far change (see [`State::apply`]).
+    applied: Timeline,
+    writes: i64,
+}
+
+/// The state of a pool whose row this transaction has locked: its
+/// timelines from the cache at the row's generation, else read (one
+/// statement, under the lock).
+pub async fn state(
+    db: &Db<'_>,
+    locked: Locked,
+    now: Instant,
+    cache: &TimelineCache,
+) -> Result<State, StoreError> {
+    let from = locked.through.min(now);
+    let timelines = match cache.get(locked.seq, locked.generation, from) {
+        Some(t) => t,
+        None => {
+            let r = db
+                .query_one(SELECT_TIMELINES, &[&locked.seq, &from.micros()])
+                .await?;
+            let pairs = |at: usize| -> Result<Vec<(Instant, i64)>, StoreError> {
+                let ats: Option<Vec<i64>> = r.try_get(at).db()?;
+                let ds: Option<Vec<i64>> = r.try_get(at + 1).db()?;
+                Ok(ats
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Instant::from_micros)
+                    .zip(ds.unwrap_or_default())
+                    .collect())
+            };
+            let t = Arc::new(Timelines {
+                generation: locked.generation,
+                from,
+                supply: Arc::new(Timeline::from_steps(pairs(0)?)),
+                steps: Timeline::from_steps(pairs(2)?),
+            });
+            cache.insert(locked.seq, t.clone());
+            t
+        }
+    };
+    // The commitment now: the stored base, plus (or minus) the steps
+    // between the fold point and now (as `committed_at!`).
+    let sum = |lo: Instant, hi: Instant| -> i64 {
+        t_steps(&timelines.steps)
+            .filter(|s| s.0 > lo && s.0 <= hi)
+            .map(|s| s.1)
+            .sum()
+    };
+    let allocated = if now >= locked.through {
+        locked.base + sum(locked.through, now)
+    } else {
+        locked.base - sum(now, locked.through)
+    };
+    let committed = Timeline::from_steps(
+        std::iter::once((now, allocated)).chain(t_steps(&timelines.steps).filter(|s| s.0 > now)),
+    );
+    let mut pool = locked.pool.clone();
+    pool.total = timelines.supply.value_at(now);
+    pool.allocated = allocated;
+    Ok(State {
+        seq: locked.seq,
+        pool,
+        supply: timelines.supply.clone(),
+        committed,
+        locked,
+        timelines,
+        applied: Timeline::default(),
+        writes: 0,
+    })
+}
+
+fn t_steps(t: &Timeline) -> impl Iterator<Item = (Instant, i64)> + '_ {
+    t.steps().iter().copied()
+}
+
+impl State {
+    /// The stored commitment and fold point after a write that changes the
+    /// pool's commitment by `change` (new minus old steps of what it
+    /// rewrote), folded on up to `now` as `touch` does: the value at the
+    /// new fold point, from what was read under the lock. The write sets
+    /// both and bumps the generation, as [`touch`] does.
+    pub fn folded_after(&self, change: &Timeline, now: Instant) -> (i64, Instant) {
+        if self.locked.through <= now {
+            // The value at now, plus the change's.
+            (self.pool.allocated + change.value_at(now), now)
+        } else {
+            (
+                self.locked.base + change.value_at(self.locked.through),
+                self.locked.through,
+            )
+        }
+    }
+
+    /// Applies a write that changes the pool's commitment steps by `change`
+    /// (new minus old steps of what it rewrote) to this state, so that a
+    /// later write in the same transaction is judged against it; answers
+    /// the stored commitment and fold point the pool row must then hold.
+    pub fn apply(&mut self, change: &Timeline, now: Instant) -> (i64, Instant) {
+        let (base, through) = self.folded_after(change, now);
+        self.locked.base = base;
+        self.locked.through = through;
+        self.pool.allocated += change.value_at(now);
+        self.committed = self.committed.plus(change);
+        self.applied = self.applied.plus(change);
+        self.writes += 1;
+        (base, through)
+    }
+
+    /// The stored commitment, fold point and generation increment to write
+    /// after every [`State::apply`].
+    pub fn row_after(&self) -> (i64, Instant, i64) {
+        (self.locked.base, self.locked.through, self.writes)
+    }
+
+    /// Once the writes applied have committed (and bumped the generation by
+    /// [`State::row_after`]'s increment): the cache holds the pool as they
+    /// left it.
+    pub fn committed(&self, cache: &TimelineCache) {
+        if self.writes == 0 {
+            return;
+        }
+        let from = self.timelines.from;
+        cache.insert(
+            self.seq,
+            Arc::new(Timelines {
+                generation: self.locked.generation + self.writes,
+                from,
+                supply: self.timelines.supply.clone(),
+                steps: Timeline::from_steps(
+                    t_steps(&self.timelines.steps)
+                        .chain(t_steps(&self.applied).filter(|s| s.0 > from)),
+                ),
+            }),
+        );
+    }
 }
 
 fn steps(rows: &[Row]) -> Result<Vec<(Instant, i64)>, StoreError> {

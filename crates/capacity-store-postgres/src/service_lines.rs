@@ -103,6 +103,7 @@ pub async fn put(
     id: &ServiceLineId,
     put: ServiceLinePut,
     now: Instant,
+    cache: &pools::TimelineCache,
 ) -> Result<ServiceLine, StoreError> {
     pools::lock_workspace(db, &put.workspace_id).await?;
     if put.close_allocations && put.status == ServiceLineStatus::Closed {
@@ -186,7 +187,7 @@ pub async fn put(
                     reason: Some(format!("service line {id} closed")),
                     ..AllocationPatch::default()
                 };
-                allocations::patch(db, scope, &alloc_id, patch, now).await?;
+                allocations::patch(db, scope, &alloc_id, patch, now, cache).await?;
             } else if put.status == ServiceLineStatus::Closed {
                 let (_, a) = allocations::load(db, scope, &alloc_id, now).await?;
                 insert_event(

@@ -9,6 +9,7 @@
 use capacity_domain::Instant;
 use capacity_domain::ids::{MintedPrefix, mint};
 use capacity_store::{Scope, StoreError, Tenant};
+use futures_util::future::{join, join_all};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_postgres::error::SqlState;
@@ -95,34 +96,56 @@ impl<T> DbResult<T> for Result<T, tokio_postgres::Error> {
     }
 }
 
-enum Conn<'a> {
-    Client(&'a deadpool_postgres::ClientWrapper),
-    Tx(&'a deadpool_postgres::Transaction<'a>),
-}
-
-/// A connection, or a transaction on one. Statements are prepared once per
+/// A connection, on which a unit of work runs either statement by statement
+/// (autocommit) or inside one transaction. Statements are prepared once per
 /// connection and cached. The first failure worth a retry is remembered so
 /// the caller ([`crate::PostgresStore`]) can run the whole unit again.
+///
+/// **No round trip of its own for BEGIN or COMMIT.** A transaction's BEGIN is
+/// held back and written together with the unit's first statement; the unit
+/// may end with [`Db::pipeline_commit`], which writes its last statements
+/// and COMMIT together. The server runs what it receives in order, so this
+/// changes only the number of round trips (and wake-ups on both sides), not
+/// what each statement sees.
+///
+/// **Pipelines.** [`Db::pipeline`] sends several statements at once and
+/// waits for all their answers. Each is still its own statement (inside a
+/// transaction, later ones see what earlier ones did and took, e.g. a
+/// statement after a row lock reads with a snapshot taken once that lock is
+/// held). Every statement is prepared before any is sent, so that none
+/// overtakes another while it waits for its own preparation.
 pub struct Db<'a> {
-    conn: Conn<'a>,
+    client: &'a deadpool_postgres::ClientWrapper,
+    /// The BEGIN still to be written with the next statement.
+    begin: Mutex<Option<&'static str>>,
+    /// The transaction was ended by [`Db::pipeline_commit`].
+    ended: AtomicBool,
     retry: Mutex<Option<Retry>>,
     failed: AtomicBool,
 }
 
 pub type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
+/// One statement of a [`Db::pipeline`].
+pub type Piped<'p> = (&'p str, Params<'p>);
+
 impl<'a> Db<'a> {
+    /// Statements in autocommit: each its own snapshot.
     pub fn client(c: &'a deadpool_postgres::ClientWrapper) -> Db<'a> {
-        Db {
-            conn: Conn::Client(c),
-            retry: Mutex::new(None),
-            failed: AtomicBool::new(false),
-        }
+        Db::new(c, None)
     }
 
-    pub fn tx(t: &'a deadpool_postgres::Transaction<'a>) -> Db<'a> {
+    /// Statements inside one transaction opened by `begin` (`BEGIN …`),
+    /// which is sent with the first of them.
+    pub fn tx(c: &'a deadpool_postgres::ClientWrapper, begin: &'static str) -> Db<'a> {
+        Db::new(c, Some(begin))
+    }
+
+    fn new(c: &'a deadpool_postgres::ClientWrapper, begin: Option<&'static str>) -> Db<'a> {
         Db {
-            conn: Conn::Tx(t),
+            client: c,
+            begin: Mutex::new(begin),
+            ended: AtomicBool::new(false),
             retry: Mutex::new(None),
             failed: AtomicBool::new(false),
         }
@@ -138,6 +161,17 @@ impl<'a> Db<'a> {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// Was BEGIN written (so the transaction needs its COMMIT or ROLLBACK)?
+    pub fn begun(&self) -> bool {
+        self.begin.lock().map(|b| b.is_none()).unwrap_or(true)
+    }
+
+    /// Did [`Db::pipeline_commit`] end the transaction (committed, or
+    /// rolled back by a failed statement)?
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
     fn fail(&self, e: tokio_postgres::Error) -> StoreError {
         self.failed.store(true, Ordering::Relaxed);
         if let Some(reason) = retry_reason(&e)
@@ -149,20 +183,36 @@ impl<'a> Db<'a> {
     }
 
     async fn prepare(&self, sql: &str) -> Result<Statement, StoreError> {
-        let r = match &self.conn {
-            Conn::Client(c) => c.prepare_cached(sql).await,
-            Conn::Tx(t) => t.prepare_cached(sql).await,
+        self.client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    fn take_begin(&self) -> Option<&'static str> {
+        self.begin.lock().ok().and_then(|mut b| b.take())
+    }
+
+    /// Runs `work` (whose first poll writes its statements), preceded on the
+    /// wire by the pending BEGIN if there is one.
+    async fn with_begin<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let r = match self.take_begin() {
+            None => work.await,
+            Some(begin) => {
+                // `join` polls the BEGIN first: it is written first.
+                let (b, r) = join(self.client.batch_execute(begin), work).await;
+                b.and(r)
+            }
         };
         r.map_err(|e| self.fail(e))
     }
 
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
         let stmt = self.prepare(sql).await?;
-        let r = match &self.conn {
-            Conn::Client(c) => c.query(&stmt, params).await,
-            Conn::Tx(t) => t.query(&stmt, params).await,
-        };
-        r.map_err(|e| self.fail(e))
+        self.with_begin(self.client.query(&stmt, params)).await
     }
 
     pub async fn query_opt(
@@ -171,29 +221,80 @@ impl<'a> Db<'a> {
         params: Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
         let stmt = self.prepare(sql).await?;
-        let r = match &self.conn {
-            Conn::Client(c) => c.query_opt(&stmt, params).await,
-            Conn::Tx(t) => t.query_opt(&stmt, params).await,
-        };
-        r.map_err(|e| self.fail(e))
+        self.with_begin(self.client.query_opt(&stmt, params)).await
     }
 
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
         let stmt = self.prepare(sql).await?;
-        let r = match &self.conn {
-            Conn::Client(c) => c.query_one(&stmt, params).await,
-            Conn::Tx(t) => t.query_one(&stmt, params).await,
-        };
-        r.map_err(|e| self.fail(e))
+        self.with_begin(self.client.query_one(&stmt, params)).await
     }
 
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         let stmt = self.prepare(sql).await?;
-        let r = match &self.conn {
-            Conn::Client(c) => c.execute(&stmt, params).await,
-            Conn::Tx(t) => t.execute(&stmt, params).await,
+        self.with_begin(self.client.execute(&stmt, params)).await
+    }
+
+    /// Sends every statement at once (one round trip) and answers their rows,
+    /// in order. The first error is answered (inside a transaction, a failed
+    /// statement makes the ones after it fail too).
+    pub async fn pipeline(&self, stmts: &[Piped<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let prepared = self.prepare_all(stmts).await?;
+        let queries = prepared
+            .iter()
+            .zip(stmts)
+            .map(|(s, (_, p))| self.client.query(s, p));
+        self.with_begin(async { join_all(queries).await.into_iter().collect() })
+            .await
+    }
+
+    /// As [`Db::pipeline`], then COMMIT in the same round trip. Ends the
+    /// unit's transaction: the store does not commit it again. If a statement
+    /// fails, COMMIT only ends the aborted transaction (the server answers
+    /// it with ROLLBACK) and the statement's error is answered. A connection
+    /// lost during COMMIT leaves the outcome unknown: never retried.
+    pub async fn pipeline_commit(&self, stmts: &[Piped<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let prepared = self.prepare_all(stmts).await?;
+        let queries = prepared
+            .iter()
+            .zip(stmts)
+            .map(|(s, (_, p))| self.client.query(s, p));
+        let both = join(join_all(queries), self.client.batch_execute("COMMIT"));
+        let (rows, commit) = match self.take_begin() {
+            None => both.await,
+            Some(begin) => {
+                let (b, r) = join(self.client.batch_execute(begin), both).await;
+                if let Err(e) = b {
+                    self.ended.store(true, Ordering::Relaxed);
+                    return Err(self.fail(e));
+                }
+                r
+            }
         };
-        r.map_err(|e| self.fail(e))
+        self.ended.store(true, Ordering::Relaxed);
+        let rows = rows
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(e))?;
+        match commit {
+            Ok(()) => Ok(rows),
+            Err(e) => {
+                self.failed.store(true, Ordering::Relaxed);
+                if let Some(reason) = retry_reason(&e).filter(|r| *r != Retry::Connection)
+                    && let Ok(mut r) = self.retry.lock()
+                {
+                    r.get_or_insert(reason);
+                }
+                Err(store_error(&e))
+            }
+        }
+    }
+
+    async fn prepare_all(&self, stmts: &[Piped<'_>]) -> Result<Vec<Statement>, StoreError> {
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for (sql, _) in stmts {
+            prepared.push(self.prepare(sql).await?);
+        }
+        Ok(prepared)
     }
 
     /// Runs a [`Query`] built with its parameters.
@@ -208,6 +309,55 @@ impl<'a> Db<'a> {
 
 /// A parameter value owned by a [`Query`].
 pub type Value = Box<dyn ToSql + Sync + Send>;
+
+/// Statements with owned parameters, sent together by [`Batch::send`].
+#[derive(Default)]
+pub struct Batch {
+    items: Vec<(std::borrow::Cow<'static, str>, Vec<Value>)>,
+}
+
+/// Owned parameters for [`Batch::push`].
+macro_rules! values {
+    ($($v:expr),* $(,)?) => {
+        vec![$(Box::new($v) as $crate::sql::Value),*]
+    };
+}
+pub(crate) use values;
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn push(&mut self, sql: impl Into<std::borrow::Cow<'static, str>>, params: Vec<Value>) {
+        self.items.push((sql.into(), params));
+    }
+
+    /// Sends every statement in one round trip ([`Db::pipeline`]), and
+    /// COMMIT with them when `commit` ([`Db::pipeline_commit`]).
+    pub async fn send(&self, db: &Db<'_>, commit: bool) -> Result<Vec<Vec<Row>>, StoreError> {
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = self
+            .items
+            .iter()
+            .map(|(_, p)| {
+                p.iter()
+                    .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        let stmts: Vec<Piped<'_>> = self
+            .items
+            .iter()
+            .zip(&refs)
+            .map(|((sql, _), p)| (sql.as_ref(), p.as_slice()))
+            .collect();
+        if commit {
+            db.pipeline_commit(&stmts).await
+        } else {
+            db.pipeline(&stmts).await
+        }
+    }
+}
 
 /// A query under construction: SQL text and its positional parameters.
 pub struct Query {
@@ -277,25 +427,48 @@ impl Query {
     }
 }
 
-/// Takes the next sequence number of `prefix` and formats the id. The
-/// UPDATE holds the sequence row's lock until commit, so numbers of one
-/// prefix commit in order: a reader that sees number n sees every number
-/// below it that will ever exist.
+/// The SEQUENCE that numbers the ids of `prefix` (migration 0009).
+pub fn sequence(prefix: MintedPrefix) -> &'static str {
+    match prefix {
+        MintedPrefix::Pool => "ids_cap",
+        MintedPrefix::Allocation => "ids_alloc",
+        MintedPrefix::Request => "ids_req",
+        MintedPrefix::Event => "ids_evt",
+        MintedPrefix::WebhookEndpoint => "ids_whe",
+        MintedPrefix::Token => "ids_tok",
+        MintedPrefix::Adjustment => "ids_adj",
+    }
+}
+
+/// Takes the next number of `prefix` and formats the id. Call it once the
+/// write's rules have passed: `nextval` holds no lock, and a number taken
+/// is gone even if the transaction then rolls back.
 pub async fn mint_id(
     db: &Db<'_>,
     prefix: MintedPrefix,
     now: Instant,
 ) -> Result<(i64, String), StoreError> {
     let seq: i64 = db
-        .query_opt(
-            "UPDATE sequences SET next = next + 1 WHERE prefix = $1 RETURNING next - 1",
-            &[&prefix.as_str()],
-        )
+        .query_one(&format!("SELECT nextval('{}')", sequence(prefix)), &[])
         .await?
-        .ok_or_else(|| StoreError::Internal(format!("no sequence for {}", prefix.as_str())))?
         .try_get(0)
         .db()?;
     Ok((seq, mint(prefix, now.year(), seq)))
+}
+
+/// The text of an id minted at `now` up to its number (`ALLOC-26-`), for
+/// statements that take the number themselves (see [`minted_sql`]).
+pub fn id_head(prefix: MintedPrefix, now: Instant) -> String {
+    let mut id = mint(prefix, now.year(), 0);
+    id.truncate(id.len() - 6);
+    id
+}
+
+/// SQL for the id of number `n` (an SQL expression) after `head` (an SQL
+/// expression holding [`id_head`]): the same text as
+/// `capacity_domain::ids::mint` (six digits at least).
+pub fn minted_sql(head: &str, n: &str) -> String {
+    format!("{head} || CASE WHEN {n} < 1000000 THEN lpad({n}::TEXT, 6, '0') ELSE {n}::TEXT END")
 }
 
 pub fn text_or_internal<T>(v: Option<T>, what: &str) -> Result<T, StoreError> {

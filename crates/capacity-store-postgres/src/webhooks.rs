@@ -12,8 +12,15 @@
 //!   (under READ COMMITTED a locked row that changed is re-checked against
 //!   the WHERE clause before it is returned).
 //!
-//! Events become visible in `seq` order (minting an EVT number holds its
-//! sequence row until commit), so a cursor on `seq` never skips one.
+//! Events do not become visible in `seq` order: numbers are taken without a
+//! lock, and a transaction may commit event n + 1 before another commits
+//! event n. The fan-out cursor is therefore `(txid, seq)`, the writing
+//! transaction's id first (migration 0009), and a fan-out reads only events
+//! of transactions below a horizon under which every transaction of this
+//! database has ended (`horizon`): every transaction still to commit an
+//! event has an id at or above it, so no event can appear behind the cursor
+//! later. An event of a transaction that commits late is delayed (it holds
+//! back the events of later transactions), never skipped.
 
 use crate::sql::{Db, DbResult, Query, mint_id};
 use capacity_domain::ids::MintedPrefix;
@@ -191,17 +198,51 @@ pub async fn deliveries(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// Turns events not yet fanned out into delivery rows, 1000 at a time,
-/// holding the cursor row's lock until the claiming transaction commits.
+/// How far the outbox is final: a transaction id `H` such that every
+/// transaction of this database with an id below `H` has ended, so every
+/// event with `txid < H` is committed (or gone) and visible to the
+/// statements that follow. Call it holding an id (the cursor's lock gave
+/// the fan-out one, `C`): transactions that get ids later have ids above
+/// `C`, so `H` is `C` or the lowest id below it of this database's running
+/// transactions (`pg_stat_activity`, read fresh: other databases' do not
+/// count, whatever they hold). Read in its own statement, before the
+/// events: a statement's snapshot is taken when it starts.
+async fn horizon(db: &Db<'_>) -> Result<i64, StoreError> {
+    let answers = db
+        .pipeline(&[
+            ("SELECT pg_stat_clear_snapshot()", &[]),
+            (
+                // backend_xid is 32 bits: each is placed in the epoch of `C`
+                // by its distance below it (all are within 2^31).
+                "WITH me AS (SELECT pg_current_xact_id()::TEXT::BIGINT AS c) \
+                 SELECT LEAST(MIN(me.c), MIN(me.c - ((me.c - s.x) & 4294967295))) \
+                 FROM me LEFT JOIN (SELECT backend_xid::TEXT::BIGINT AS x FROM pg_stat_activity \
+                     WHERE datname = current_database() AND backend_xid IS NOT NULL \
+                     AND pid <> pg_backend_pid()) s \
+                 ON ((me.c - s.x) & 4294967295) BETWEEN 1 AND 2147483647",
+                &[],
+            ),
+        ])
+        .await?;
+    answers
+        .get(1)
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| StoreError::Internal("no outbox horizon".into()))?
+        .try_get(0)
+        .db()
+}
+
+/// Turns events not yet fanned out into delivery rows, 1000 at a time, in
+/// (txid, seq) order, holding the cursor row's lock until the claiming
+/// transaction commits.
 async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
-    let cursor: i64 = db
+    let row = db
         .query_one(
-            "SELECT last_event_seq FROM webhook_fanout WHERE id = 1 FOR UPDATE",
+            "SELECT last_txid, last_event_seq FROM webhook_fanout WHERE id = 1 FOR UPDATE",
             &[],
         )
-        .await?
-        .try_get(0)
-        .db()?;
+        .await?;
+    let cursor: (i64, i64) = (row.try_get(0).db()?, row.try_get(1).db()?);
     let endpoints: Vec<(i64, Option<String>, Vec<String>, i64)> = db
         .query(
             "SELECT seq, organization_id, event_types, from_event_seq FROM webhook_endpoints \
@@ -221,27 +262,33 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
+    let horizon = horizon(db).await?;
     if endpoints.is_empty() {
+        // Nothing to deliver: the cursor moves past every final event.
         db.execute(
-            "UPDATE webhook_fanout SET last_event_seq = (SELECT COALESCE(MAX(seq), 0) FROM events) WHERE id = 1",
-            &[],
+            "UPDATE webhook_fanout f SET last_txid = e.txid, last_event_seq = e.seq \
+             FROM (SELECT txid, seq FROM events WHERE txid < $1 \
+                   ORDER BY txid DESC, seq DESC LIMIT 1) e \
+             WHERE f.id = 1 AND (e.txid, e.seq) > (f.last_txid, f.last_event_seq)",
+            &[&horizon],
         )
         .await?;
         return Ok(());
     }
-    let events: Vec<(i64, String, String)> = db
+    let events: Vec<(i64, i64, String, String)> = db
         .query(
-            "SELECT seq, organization_id, type FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&cursor, &FAN_OUT_BATCH],
+            "SELECT txid, seq, organization_id, type FROM events \
+             WHERE (txid, seq) > ($1, $2) AND txid < $3 ORDER BY txid, seq LIMIT $4",
+            &[&cursor.0, &cursor.1, &horizon, &FAN_OUT_BATCH],
         )
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
     // Every (endpoint, event) pair in one multi-row insert.
     let (mut endpoint_seqs, mut event_seqs) = (Vec::new(), Vec::new());
-    for (seq, org, kind) in &events {
+    for (_, seq, org, kind) in &events {
         for (endpoint, endpoint_org, types, from) in &endpoints {
             if seq > from && endpoint_org.as_ref().is_none_or(|o| o == org) && wants(types, kind) {
                 endpoint_seqs.push(*endpoint);
@@ -259,10 +306,10 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         )
         .await?;
     }
-    if let Some((last, _, _)) = events.last() {
+    if let Some((txid, seq, _, _)) = events.last() {
         db.execute(
-            "UPDATE webhook_fanout SET last_event_seq = $1 WHERE id = 1",
-            &[last],
+            "UPDATE webhook_fanout SET last_txid = $1, last_event_seq = $2 WHERE id = 1",
+            &[txid, seq],
         )
         .await?;
     }

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0006_list_indexes",
     "0007_commitment_steps_clustered",
     "0008_commitment_totals",
+    "0009_id_sequences",
     "0010_fewer_allocation_indexes",
     "0011_allocation_terms_clustered",
 ];

@@ -1,0 +1,5 @@
+-- Nothing to change on SQLite. PostgreSQL's 0009 moves id numbering from the
+-- `sequences` table to SEQUENCE objects (its UPDATE held a row lock until
+-- commit, serialising writers across processes) and orders its events
+-- outbox by writing transaction. SQLite has one writer: it mints from
+-- `sequences` and commits events in `seq` order already.
