@@ -10,7 +10,7 @@
 //! `schema_migrations` is emptied and filled from SQLite's table of the same
 //! name with `COPY … FROM STDIN` (text format), in one transaction; then
 //! identity columns are moved past the copied rows, the id sequences set
-//! from SQLite's `sequences` table (a view on PostgreSQL), the outbox cursor
+//! to the numbers SQLite would mint next, the outbox cursor
 //! put in the copy's transaction (columns only PostgreSQL has take their
 //! defaults), and the database is vacuumed and analysed (statistics for the
 //! planner, the visibility map for index-only scans).
@@ -193,16 +193,27 @@ async fn reset_identities(client: &tokio_postgres::Transaction<'_>, tables: &[St
     Ok(())
 }
 
-/// SQLite numbers ids from its `sequences` table; PostgreSQL from one
-/// SEQUENCE per prefix (`ids_cap`, `ids_alloc`, …; migration 0009): each is
-/// set to the next number SQLite would have minted.
+/// SQLite mints the next number of a prefix one past its table's highest
+/// (floored by its `sequences` row); PostgreSQL from one SEQUENCE per prefix
+/// (`ids_cap`, `ids_alloc`, …; migration 0009): each is set to the next
+/// number SQLite would have minted. (Not SQLite's `sequences` alone: it is
+/// only the floor, and copying it made the first event written on the copy
+/// collide with a copied one.)
 async fn set_sequences(src: &Connection, client: &tokio_postgres::Transaction<'_>) -> Res<()> {
-    let mut stmt = src.prepare("SELECT prefix, next FROM sequences")?;
-    let next: Vec<(String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (prefix, next) in next {
-        let sequence = format!("ids_{}", prefix.to_lowercase());
+    use capacity_domain::ids::MintedPrefix::*;
+    for prefix in [
+        Pool,
+        Allocation,
+        Request,
+        Event,
+        WebhookEndpoint,
+        Token,
+        Adjustment,
+    ] {
+        let next: i64 = src.query_row(capacity_store_sqlite::next_seq_sql(prefix), [], |r| {
+            r.get(0)
+        })?;
+        let sequence = format!("ids_{}", prefix.as_str().to_lowercase());
         client
             .execute(
                 "SELECT setval($1::TEXT::REGCLASS, $2, false)",
