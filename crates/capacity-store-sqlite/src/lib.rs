@@ -1,7 +1,8 @@
 //! The embedded SQLite backend of the storage contract.
 //!
 //! - One write connection owned by the writer thread (`writer.rs`), which
-//!   groups concurrent writes into one durable commit (WAL, `synchronous=FULL`).
+//!   groups concurrent writes into one durable commit (WAL; the commit is
+//!   flushed by a sync thread before any of its writes is answered).
 //! - A small pool of read connections used inline on the calling task: a
 //!   read of a few indexed rows takes microseconds, less than a hop to a
 //!   blocking thread would.

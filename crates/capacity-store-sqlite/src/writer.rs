@@ -1,8 +1,8 @@
 //! The single writer. SQLite allows one writer at a time, so every write goes
 //! to one thread that owns the write connection. It takes whatever writes are
 //! queued (up to [`MAX_BATCH`]), runs each in its own savepoint inside one
-//! transaction, commits once (durably: `synchronous=FULL`), and only then
-//! answers each caller. A failed write rolls back its savepoint alone; a
+//! transaction, commits once, and answers each caller only once that commit
+//! is flushed to disk (below). A failed write rolls back its savepoint alone; a
 //! failed commit fails every write of the batch. This is group commit: under
 //! load one disk flush serves many requests, and each request still sees the
 //! effects of the ones before it, exactly as if they ran one by one.
