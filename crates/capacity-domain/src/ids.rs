@@ -19,6 +19,17 @@ pub enum MintedPrefix {
 }
 
 impl MintedPrefix {
+    /// Every prefix the service mints.
+    pub const ALL: [MintedPrefix; 7] = [
+        MintedPrefix::Pool,
+        MintedPrefix::Allocation,
+        MintedPrefix::Request,
+        MintedPrefix::Event,
+        MintedPrefix::WebhookEndpoint,
+        MintedPrefix::Token,
+        MintedPrefix::Adjustment,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MintedPrefix::Pool => "CAP",

@@ -219,6 +219,32 @@ pub struct CreateRequest {
     pub new: NewAllocation,
 }
 
+/// The first two answers of a pipeline of two statements.
+fn two(answers: &[Vec<Row>]) -> Result<[&[Row]; 2], StoreError> {
+    match answers {
+        [a, b, ..] => Ok([a.as_slice(), b.as_slice()]),
+        _ => Err(StoreError::Internal(
+            "a pipeline answered too little".into(),
+        )),
+    }
+}
+
+/// Each locked pool row (`pools::LOCKED_COLUMNS`) with its timelines, by id.
+async fn locked_states(
+    db: &Db<'_>,
+    rows: &[Row],
+    now: Instant,
+    cache: &pools::TimelineCache,
+) -> Result<HashMap<String, pools::State>, StoreError> {
+    let mut states = HashMap::new();
+    for r in rows {
+        let locked = pools::Locked::from_row(r)?;
+        let id = locked.pool.id.as_str().to_owned();
+        states.insert(id, pools::state(db, locked, now, cache).await?);
+    }
+    Ok(states)
+}
+
 /// Makes a batch of creates in one transaction (group commit: one BEGIN,
 /// one COMMIT and its WAL flush for all of them), in four statements
 /// whatever their number:
@@ -268,17 +294,8 @@ pub async fn create_batch(
             ),
         ])
         .await?;
-    let (Some(pool_rows), Some(line_rows)) = (answers.first(), answers.get(1)) else {
-        return Err(StoreError::Internal(
-            "a pipeline answered too little".into(),
-        ));
-    };
-    let mut states: HashMap<String, pools::State> = HashMap::new();
-    for r in pool_rows {
-        let locked = pools::Locked::from_row(r)?;
-        let id = locked.pool.id.as_str().to_owned();
-        states.insert(id, pools::state(db, locked, now, cache).await?);
-    }
+    let [pool_rows, line_rows] = two(&answers)?;
+    let mut states = locked_states(db, pool_rows, now, cache).await?;
     // Lines as they stand, and as the batch registers them.
     let mut lines: HashMap<String, (String, String)> = HashMap::new();
     for r in line_rows {
@@ -700,17 +717,8 @@ pub async fn patch_batch(
     let answers = db
         .pipeline(&[(&lock, &[&ids]), (&read, &[&week, &ids])])
         .await?;
-    let (Some(pool_rows), Some(alloc_rows)) = (answers.first(), answers.get(1)) else {
-        return Err(StoreError::Internal(
-            "a pipeline answered too little".into(),
-        ));
-    };
-    let mut states: HashMap<String, pools::State> = HashMap::new();
-    for r in pool_rows {
-        let locked = pools::Locked::from_row(r)?;
-        let id = locked.pool.id.as_str().to_owned();
-        states.insert(id, pools::state(db, locked, now, cache).await?);
-    }
+    let [pool_rows, alloc_rows] = two(&answers)?;
+    let mut states = locked_states(db, pool_rows, now, cache).await?;
     let mut allocs: HashMap<String, (i64, Allocation, Timeline)> = HashMap::new();
     for r in alloc_rows {
         let (seq, a) = row(r, now)?;

@@ -299,6 +299,7 @@ const EXPIRING: &str = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM comm
      JOIN allocations a ON a.seq = c.allocation_seq \
      WHERE c.pool_seq = $1 AND c.at >= $2 AND c.at < $3 AND c.delta < 0 \
      AND (c.at = a.ends_at OR c.at = a.closed_at) ORDER BY c.at, c.allocation_seq";
+
 /// A forecast in one statement when the pool's figures over the period are
 /// cached at its current generation (or the workspace has no such pool):
 /// the workspace's organization, its pending demand, the pool with its
