@@ -200,6 +200,10 @@ impl fmt::Display for Delta {
 /// Serializes thousandths as an exact JSON number (serde_json's
 /// `arbitrary_precision` keeps the digits as written, no float detour).
 pub fn serialize_thousandths<S: Serializer>(t: i64, s: S) -> Result<S::Ok, S::Error> {
+    if t % 1000 == 0 {
+        // Whole numbers, the common case, print as integers do.
+        return s.serialize_i64(t / 1000);
+    }
     let n: serde_json::Number = Decimal::of(t)
         .as_str()
         .parse()
@@ -330,12 +334,16 @@ mod tests {
             let q = Quantity(t);
             prop_assert_eq!(Quantity::parse(&q.to_string()).unwrap(), q);
             let json = serde_json::to_string(&q).unwrap();
+            prop_assert_eq!(&json, &format_thousandths(t));
             prop_assert_eq!(serde_json::from_str::<Quantity>(&json).unwrap(), q);
         }
 
         #[test]
-        fn signed_round_trip(t in -MAX_UNITS * 1000..=MAX_UNITS * 1000) {
+        fn signed_round_trip(t in -MAX_UNITS * 1000..=MAX_UNITS * 1000, whole in proptest::bool::ANY) {
+            // Whole numbers take the integer path when serialized.
+            let t = if whole { t - t % 1000 } else { t };
             prop_assert_eq!(Delta::parse(&Delta(t).to_string()).unwrap(), Delta(t));
+            prop_assert_eq!(serde_json::to_string(&Delta(t)).unwrap(), format_thousandths(t));
         }
     }
 }

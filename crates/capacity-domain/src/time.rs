@@ -95,15 +95,67 @@ impl Instant {
     }
 }
 
+impl Instant {
+    /// RFC 3339 in UTC, as jiff prints a timestamp (`Z`, fractional seconds
+    /// only when not zero, trailing zeros dropped), written into a stack
+    /// buffer: every record in every answer carries a few of these.
+    fn rfc3339(self, buf: &mut [u8; 27]) -> &str {
+        /// Writes `v` as `width` digits at `at`, then `sep` (if not 0).
+        fn put(buf: &mut [u8; 27], at: usize, mut v: i64, width: usize, sep: u8) -> usize {
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            if sep == 0 {
+                return at + width;
+            }
+            buf[at + width] = sep;
+            at + width + 1
+        }
+        // The civil date of a day number: Howard Hinnant's `civil_from_days`
+        // (days since 1970-01-01 in 400-year eras of 146,097 days).
+        let days = self.0.div_euclid(MICROS_PER_DAY);
+        let secs = self.0.rem_euclid(MICROS_PER_DAY) / MICROS_PER_SECOND;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let mut n = put(buf, 0, year, 4, b'-');
+        n = put(buf, n, month, 2, b'-');
+        n = put(buf, n, day, 2, b'T');
+        n = put(buf, n, secs / 3600, 2, b':');
+        n = put(buf, n, secs / 60 % 60, 2, b':');
+        n = put(buf, n, secs % 60, 2, 0);
+        let mut frac = self.0.rem_euclid(MICROS_PER_SECOND);
+        if frac != 0 {
+            let mut digits = 6;
+            while frac % 10 == 0 {
+                frac /= 10;
+                digits -= 1;
+            }
+            n = put(buf, n, frac, 0, b'.');
+            n = put(buf, n, frac, digits, 0);
+        }
+        buf[n] = b'Z';
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&buf[..=n]).unwrap_or("1970-01-01T00:00:00Z")
+    }
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.timestamp())
+        f.write_str(self.rfc3339(&mut [0; 27]))
     }
 }
 
 impl Serialize for Instant {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.rfc3339(&mut [0; 27]))
     }
 }
 
@@ -134,6 +186,32 @@ mod tests {
         );
         assert!(Instant::parse("2026-04-15 06:00").is_err());
         assert!(Instant::parse("2026-04-15T06:00:00").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prints_as_jiff_does(us in 0..=Timestamp::MAX.as_microsecond(), whole in proptest::bool::ANY) {
+            // Whole seconds are the common case and the fraction's edge.
+            let i = Instant::from_micros(if whole { us - us % MICROS_PER_SECOND } else { us });
+            proptest::prop_assert_eq!(i.to_string(), i.timestamp().to_string());
+            proptest::prop_assert_eq!(Instant::parse(&i.to_string()), Ok(i));
+        }
+    }
+
+    #[test]
+    fn prints_fractions_and_the_ends_of_time() {
+        for (us, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1, "1970-01-01T00:00:00.000001Z"),
+            (1_500_000, "1970-01-01T00:00:01.5Z"),
+            (Instant::END_OF_TIME.micros(), "9999-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(Instant::from_micros(us).to_string(), text);
+            assert_eq!(
+                serde_json::to_string(&Instant::from_micros(us)).unwrap(),
+                format!("\"{text}\"")
+            );
+        }
     }
 
     #[test]

@@ -24,10 +24,25 @@ use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
-    a.version, (a.status <> 'closed' AND l.status = 'closed') \
+    a.version, (a.status <> 'closed' AND l.status = 'closed'), \
+    COALESCE((SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = ?1), 0) \
     FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id";
 
-/// An allocation row before its terms and usage are attached.
+/// The allocation query as of `now`: `?1` is bound to the start of the
+/// last complete ISO week, whose usage the record reports.
+fn select(now: Instant) -> Query {
+    let mut q = Query::new(SELECT);
+    q.bind(last_week(now).0.micros());
+    q
+}
+
+/// The last complete ISO week before `now`: (start, end).
+fn last_week(now: Instant) -> (Instant, Instant) {
+    let end = now.week_start();
+    (end.plus_micros(-MICROS_PER_WEEK), end)
+}
+
+/// An allocation row before its terms are attached.
 struct RowData {
     seq: i64,
     alloc: Option<Allocation>,
@@ -61,7 +76,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RowData> {
             ends_at: r.get::<_, Option<i64>>(10)?.map(Instant::from_micros),
             closed_at: r.get::<_, Option<i64>>(11)?.map(Instant::from_micros),
             terms: Vec::new(),
-            actual_last_week: Quantity::ZERO,
+            actual_last_week: Quantity::from_thousandths(r.get(16)?),
             committed_last_week: Quantity::ZERO,
             orphaned: r.get(15)?,
             created_at: Instant::from_micros(r.get(12)?),
@@ -71,7 +86,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RowData> {
     })
 }
 
-/// Attaches terms, last week's usage and the commitment in force then.
+/// Attaches terms and the commitment in force last week.
 fn complete(
     conn: &Connection,
     data: RowData,
@@ -103,10 +118,7 @@ fn complete(
             a.id
         )));
     }
-    let week_end = now.week_start();
-    let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
-    let actual = week_usage(conn, data.seq, week_start)?;
-    a.actual_last_week = Quantity::from_thousandths(actual);
+    let (week_start, week_end) = last_week(now);
     a.committed_last_week =
         Quantity::from_thousandths(a.commitment_timeline().peak(week_start, week_end));
     Ok((data.seq, a))
@@ -124,7 +136,7 @@ pub fn load(
     // so; rows loaded from elsewhere might be) are then looked up by `id`.
     let seq = parse_minted(MintedPrefix::Allocation, id.as_str());
     let by = |seq: Option<i64>| {
-        let mut q = Query::new(SELECT);
+        let mut q = select(now);
         if let Some(seq) = seq {
             q.and("a.seq = {}", seq);
         }
@@ -151,7 +163,7 @@ pub fn list(
     page: PageRequest,
     now: Instant,
 ) -> Result<Page<Allocation>, StoreError> {
-    let mut q = Query::new(SELECT);
+    let mut q = select(now);
     q.scoped(scope, "a.organization_id", "a.workspace_id");
     if let Some(ws) = &f.workspace_id {
         q.and("a.workspace_id = {}", ws.as_str().to_owned());
@@ -312,7 +324,12 @@ pub fn create(
     new: NewAllocation,
     now: Instant,
 ) -> Result<Allocation, StoreError> {
-    let (pool_seq, pool) = pools::load(conn, scope, &new.capacity_pool_id, now)?;
+    let pools::Judged {
+        seq: pool_seq,
+        pool,
+        supply,
+        committed: before,
+    } = pools::load_for_write(conn, scope, &new.capacity_pool_id, now)?;
     let starts_at = new.starts_at.unwrap_or(now);
     if let Some(end) = new.ends_at {
         if end < now {
@@ -335,8 +352,6 @@ pub fn create(
         terms: &terms,
     }
     .timeline();
-    let supply = pools::supply_timeline(conn, pool_seq)?;
-    let before = pools::commitment_timeline(conn, pool_seq, now)?;
     check_change(&supply, pool.overcommit_ratio, &before, &change, now).map_err(|overcommit| {
         StoreError::InsufficientCapacity {
             overcommit,
@@ -540,17 +555,25 @@ pub fn patch(
     let reason = patch.reason.as_deref();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
-    let (pool_seq, pool) = pools::load(conn, scope, &old.capacity_pool_id, now)?;
+    // (The allocation was found in scope: so is its pool.)
+    let (pool_seq, overcommit_ratio): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT p.seq, p.overcommit_ratio FROM allocations a JOIN pools p ON p.seq = a.pool_seq \
+             WHERE a.seq = ?1",
+        )
+        .db()?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .db()?;
     let delta = new.commitment_timeline().minus(&old.commitment_timeline());
     if delta.steps().iter().any(|s| s.1 > 0) {
         let supply = pools::supply_timeline(conn, pool_seq)?;
         let before = pools::commitment_timeline(conn, pool_seq, now)?;
-        check_change(&supply, pool.overcommit_ratio, &before, &delta, now).map_err(
-            |overcommit| StoreError::InsufficientCapacity {
+        check_change(&supply, overcommit_ratio, &before, &delta, now).map_err(|overcommit| {
+            StoreError::InsufficientCapacity {
                 overcommit,
-                unit: unit_name(pool.resource_type),
-            },
-        )?;
+                unit: unit_name(old.resource_type),
+            }
+        })?;
     }
 
     conn.prepare_cached(
@@ -799,11 +822,13 @@ pub fn evaluate_low_utilisation(
     if fresh == 0 {
         return Ok(None);
     }
-    let mut q = Query::new(SELECT);
+    let mut q = select(week_start);
     q.and_raw("a.status = 'active'");
     q.sql.push_str(" ORDER BY a.seq");
     let mut stmt = conn.prepare(&q.sql).db()?;
-    let mut rows = stmt.query([]).db()?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(q.params.iter()))
+        .db()?;
     let mut recorded = 0;
     while let Some(r) = rows.next().db()? {
         let (_, a) = complete(conn, row(r).db()?, week_start)?;

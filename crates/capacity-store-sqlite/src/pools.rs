@@ -21,11 +21,18 @@ macro_rules! committed_at {
     };
 }
 
+/// Pool columns before supply and commitment.
+macro_rules! columns {
+    () => {
+        "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
+         p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, "
+    };
+}
+
 /// Pool columns with supply and commitment read at `?1` (now).
 const SELECT: &str = concat!(
-    "SELECT p.seq, p.id, p.workspace_id, p.organization_id, p.resource_type, p.period, \
-    p.overcommit_ratio, p.unit_price_amount, p.unit_price_currency, p.created_at, p.updated_at, \
-    (SELECT COALESCE(SUM(s.delta), 0) FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= ?1), ",
+    columns!(),
+    "(SELECT COALESCE(SUM(s.delta), 0) FROM supply_changes s WHERE s.pool_seq = p.seq AND s.effective_at <= ?1), ",
     committed_at!(),
     " FROM pools p"
 );
@@ -69,6 +76,16 @@ pub fn load(
 ) -> Result<(i64, Pool), StoreError> {
     let mut q = Query::new(SELECT);
     q.bind(now.micros());
+    find(conn, scope, id, q)
+}
+
+/// The pool `id` if `scope` sees it, by the query `q` of [`row`]'s columns.
+fn find(
+    conn: &Connection,
+    scope: &Scope,
+    id: &PoolId,
+    mut q: Query,
+) -> Result<(i64, Pool), StoreError> {
     q.and("p.id = {}", id.as_str().to_owned());
     q.scoped(scope, "p.organization_id", "p.workspace_id");
     let (seq, pool) = conn
@@ -79,6 +96,37 @@ pub fn load(
         .db()?
         .ok_or(StoreError::NotFound)?;
     Ok((seq, text_or_internal(pool, "pool")?))
+}
+
+/// A visible pool as a write judges it: its row, its supply timeline and
+/// its total commitment from `now` on, what the no-overcommit rule checks a
+/// change against. The pool's `total` and `allocated` are read off the two
+/// timelines rather than summed a second time by the query.
+pub struct Judged {
+    pub seq: i64,
+    pub pool: Pool,
+    pub supply: Timeline,
+    pub committed: Timeline,
+}
+
+pub fn load_for_write(
+    conn: &Connection,
+    scope: &Scope,
+    id: &PoolId,
+    now: Instant,
+) -> Result<Judged, StoreError> {
+    let q = Query::new(concat!(columns!(), "0, 0 FROM pools p"));
+    let (seq, mut pool) = find(conn, scope, id, q)?;
+    let supply = supply_timeline(conn, seq)?;
+    let committed = commitment_timeline(conn, seq, now)?;
+    pool.total = supply.value_at(now);
+    pool.allocated = committed.value_at(now);
+    Ok(Judged {
+        seq,
+        pool,
+        supply,
+        committed,
+    })
 }
 
 pub fn list(
