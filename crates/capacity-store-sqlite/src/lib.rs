@@ -199,6 +199,8 @@ impl Store for SqliteStore {
     async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()> {
         self.writer
             .write(move |c| {
+                // The floor moves: numbers counted so far are read again.
+                sql::MintedInBatch::forget();
                 c.execute(
                     "UPDATE sequences SET next = max(next, ?1) WHERE prefix = ?2",
                     rusqlite::params![next, prefix.as_str()],

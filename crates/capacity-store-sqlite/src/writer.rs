@@ -33,6 +33,7 @@
 //! its own savepoint, as above. Running these first is one of the orders
 //! the batch's writes could have arrived in: none of them has been answered.
 
+use crate::sql::MintedInBatch;
 use capacity_store::{Result, StoreError};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -235,7 +236,9 @@ fn run(
         }
         // Repeatable writes first (a stable sort: each kind keeps its order).
         batch.sort_by_key(|job| !job.repeatable());
-        let commit_error = match run_batch(&conn, &mut batch) {
+        let result = run_batch(&conn, &mut batch);
+        MintedInBatch::stop();
+        let commit_error = match result {
             Err(e) => {
                 tracing::error!(error = %e, "group transaction failed");
                 if !conn.is_autocommit() {
@@ -315,11 +318,16 @@ fn sync(
 /// Runs the batch's writes in one transaction, left open for the commit.
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
     exec(conn, "BEGIN IMMEDIATE")?;
+    MintedInBatch::start();
     let bare = batch.iter().take_while(|job| job.repeatable()).count();
     // A write that failed before changing anything needs no undoing.
     let clean = |job: &mut Box<dyn Job>| {
         let before = conn.total_changes();
-        job.run(conn) || conn.total_changes() == before
+        let ok = job.run(conn);
+        if !ok {
+            MintedInBatch::forget();
+        }
+        ok || conn.total_changes() == before
     };
     if batch[..bare].iter_mut().all(clean) {
         for job in batch[bare..].iter_mut() {
@@ -336,6 +344,7 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<
         conn.execute_batch("ROLLBACK")?;
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    MintedInBatch::start();
     for job in batch.iter_mut() {
         run_in_savepoint(conn, job.as_mut());
     }
@@ -351,6 +360,7 @@ fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) {
     let end = if ok {
         exec(conn, "RELEASE job")
     } else {
+        MintedInBatch::forget();
         exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
     };
     if let Err(e) = end {
@@ -490,5 +500,77 @@ mod tests {
         assert!(repeat.await.unwrap().is_ok());
         assert!(bad.await.unwrap().is_err());
         assert_eq!(rows(&dir), ["p", "r"]);
+    }
+    #[tokio::test]
+    async fn ids_minted_in_one_batch_follow_on_and_skip_none_a_failed_write_took() {
+        use capacity_domain::ids::MintedPrefix;
+        let (w, dir) = writer();
+        w.write(|c| {
+            c.execute_batch(
+                "CREATE TABLE sequences (prefix TEXT PRIMARY KEY, next INTEGER NOT NULL); \
+                 CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE); \
+                 INSERT INTO events VALUES (7, 'EVT-26-000007')",
+            )
+            .map_err(|e| StoreError::Internal(e.to_string()))
+        })
+        .await
+        .unwrap();
+        let now = capacity_domain::Instant::parse("2026-04-15T06:00:00Z").unwrap();
+        let mint = move |c: &Connection, fail: bool| {
+            let (seq, id) = crate::sql::mint_id(c, MintedPrefix::Event, now)?;
+            c.execute(
+                "INSERT INTO events VALUES (?1, ?2)",
+                rusqlite::params![seq, id],
+            )
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            if fail {
+                return Err(StoreError::Internal("refused after minting".into()));
+            }
+            Ok(id)
+        };
+        let (release, held) = hold(&w).await;
+        // One batch: plain and repeatable writes, some failing after they
+        // minted (the repeatable failure sends the whole batch round again).
+        let mut writes = Vec::new();
+        for (i, fail) in [false, true, false, false, true, false]
+            .into_iter()
+            .enumerate()
+        {
+            let w2 = w.clone();
+            writes.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    w2.write(move |c| mint(c, fail)).await
+                } else {
+                    w2.write_repeatable(move |c| mint(c, fail)).await
+                }
+            }));
+            queued(&w, i + 1).await;
+        }
+        release.send(()).unwrap();
+        held.await.unwrap();
+        let mut ids = Vec::new();
+        for write in writes {
+            if let Ok(id) = write.await.unwrap() {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "EVT-26-000008",
+                "EVT-26-000009",
+                "EVT-26-000010",
+                "EVT-26-000011"
+            ]
+        );
+        // And the next batch reads on from what was committed.
+        let next = w.write(move |c| mint(c, false)).await.unwrap();
+        assert_eq!(next, "EVT-26-000012");
+        let c = Connection::open(dir.path().join("w.db")).unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 6);
     }
 }
