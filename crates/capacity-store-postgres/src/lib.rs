@@ -6,7 +6,9 @@
 //!   the database for ever, and with `enable_seqscan = off`: every query here
 //!   is meant to be driven by an index, and a connection keeps the generic
 //!   plans of its prepared statements (and of the foreign-key checks) for
-//!   its lifetime. Planned while a table was small or had no statistics yet
+//!   its lifetime (`plan_cache_mode = force_generic_plan`: PostgreSQL's own
+//!   choice kept planning the batch writes afresh at every execution, their
+//!   arrays' lengths making the generic plan look dearer). Planned while a table was small or had no statistics yet
 //!   (a new database; a server whose autovacuum is off or behind), such a
 //!   plan scans the whole table and gets slower as the table grows (creates
 //!   fell from ~3,700/s to ~2,400/s within 20 s as `service_lines` and
@@ -232,7 +234,8 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("not a PostgreSQL URL: {e}")))?;
         config
             .options(format!(
-                "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c enable_seqscan=off",
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c enable_seqscan=off \
+                 -c plan_cache_mode=force_generic_plan",
                 options.statement_timeout.as_millis(),
                 // A transaction left open by a stuck process must not hold a
                 // pool's lock for long.
