@@ -25,8 +25,10 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use tokio_postgres::Row;
 
-/// An allocation whole, in one row: its columns, its terms (arrays, in
-/// effective order) and the usage rolled up for the week starting at `$1`.
+/// An allocation whole, in one row: its columns, its terms (arrays, in one
+/// order, put in effective order by [`row`]: an aggregate's own ORDER BY
+/// costs a sort set up per aggregate, at every execution) and the usage
+/// rolled up for the week starting at `$1`.
 /// One statement, so a read needs no transaction to be consistent.
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
@@ -34,10 +36,8 @@ const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_i
     t.effective_at, t.committed, t.resources, t.reason, \
     (SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = $1) \
     FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id \
-    CROSS JOIN LATERAL (SELECT array_agg(effective_at ORDER BY effective_at) AS effective_at, \
-        array_agg(committed ORDER BY effective_at) AS committed, \
-        array_agg(resources ORDER BY effective_at) AS resources, \
-        array_agg(reason ORDER BY effective_at) AS reason \
+    CROSS JOIN LATERAL (SELECT array_agg(effective_at) AS effective_at, array_agg(committed) AS committed, \
+        array_agg(resources) AS resources, array_agg(reason) AS reason \
         FROM allocation_terms WHERE allocation_seq = a.seq) t";
 
 /// A query on [`SELECT`] for reads at `now` (last week's usage).
@@ -68,7 +68,7 @@ fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
     let committed: Option<Vec<i64>> = r.try_get(17).db()?;
     let resources: Option<Vec<String>> = r.try_get(18).db()?;
     let reasons: Option<Vec<Option<String>>> = r.try_get(19).db()?;
-    let terms: Vec<Terms> = match (effective, committed, resources, reasons) {
+    let mut terms: Vec<Terms> = match (effective, committed, resources, reasons) {
         (Some(e), Some(c), Some(res), Some(why)) => e
             .into_iter()
             .zip(c)
@@ -88,6 +88,7 @@ fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
             "allocation {id} has no terms"
         )));
     }
+    terms.sort_by_key(|t| t.effective_at);
     let week_end = now.week_start();
     let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
     let mut a = Allocation {
@@ -562,15 +563,11 @@ static INSERT_CREATED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// [`SELECT`] with the allocation's materialised commitment steps (columns
-/// 21 and 22: `at` and `delta`, in order).
+/// 21 and 22: `at` and `delta`, pairwise, in no particular order).
 static SELECT_WITH_STEPS: LazyLock<String> = LazyLock::new(|| {
-    SELECT.replacen(
-        " FROM allocations a",
-        ", (SELECT array_agg(c.at ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq), \
-         (SELECT array_agg(c.delta ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq) \
-         FROM allocations a",
-        1,
-    )
+    SELECT.replacen(" FROM allocations a", ", s.at, s.d FROM allocations a", 1)
+        + " CROSS JOIN LATERAL (SELECT array_agg(c.at) AS at, array_agg(c.delta) AS d \
+           FROM commitment_steps c WHERE c.allocation_seq = a.seq) s"
 });
 
 /// Every write of a batch of PATCHes (of distinct allocations), in one

@@ -336,8 +336,8 @@ pub async fn forecast_cached(
          (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
           WHERE pool_seq = p.seq AND week_start >= {from} AND week_start < {to}) \
          FROM (SELECT 1) one LEFT JOIN LATERAL ({}) p ON true \
-         CROSS JOIN LATERAL (SELECT array_agg(quantity ORDER BY seq) AS q, \
-             array_agg(starts_at ORDER BY seq) AS s, array_agg(ends_at ORDER BY seq) AS e \
+         CROSS JOIN LATERAL (SELECT array_agg(quantity) AS q, array_agg(starts_at) AS s, \
+             array_agg(ends_at) AS e \
              FROM demand_requests \
              WHERE workspace_id = {w} AND resource_type = {t} AND status = 'pending') d",
         q.sql
