@@ -144,6 +144,42 @@ pub async fn load(
     }
 }
 
+/// A read of one allocation waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct GetRequest {
+    pub scope: Scope,
+    pub id: AllocationId,
+}
+
+/// Reads a batch of allocations in one statement (concurrent GETs read
+/// together: one execution, one round trip); answers each request's
+/// allocation if its caller may see it, in order. An `Err` of the whole is
+/// a database failure, or an unreadable row.
+pub async fn load_batch(
+    db: &Db<'_>,
+    requests: &[GetRequest],
+    now: Instant,
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    let ids: Vec<String> = requests.iter().map(|r| r.id.as_str().to_owned()).collect();
+    let mut q = select(now);
+    q.and("a.id = ANY({})", ids);
+    let mut found: HashMap<String, Allocation> = HashMap::new();
+    for r in db.query_built(&q).await? {
+        let (_, a) = row(&r, now)?;
+        found.insert(a.id.as_str().to_owned(), a);
+    }
+    Ok(requests
+        .iter()
+        .map(|req| {
+            found
+                .get(req.id.as_str())
+                .filter(|a| req.scope.sees(&a.organization_id, &a.workspace_id))
+                .cloned()
+                .ok_or(StoreError::NotFound)
+        })
+        .collect())
+}
+
 /// The rows `scope` may see that match `f`, before ordering and paging.
 fn filtered(scope: &Scope, f: &AllocationFilter, now: Instant) -> Query {
     let mut q = select(now);

@@ -137,17 +137,19 @@ pub struct PostgresStore {
     forecasts: std::sync::Arc<capacity_store::ForecastCache>,
     timelines: std::sync::Arc<pools::TimelineCache>,
     creates: std::sync::Arc<Combiner<allocations::CreateRequest>>,
+    gets: std::sync::Arc<Combiner<allocations::GetRequest>>,
+    forecast_reads: std::sync::Arc<Combiner<requests::ForecastRequest>>,
     patches: std::sync::Arc<Combiner<allocations::PatchRequest>>,
 }
 
 /// Writes waiting to be made together: group commit (see `combined`).
-struct Combiner<R> {
+struct Combiner<R: Batched> {
     queue: std::sync::Mutex<Vec<Job<R>>>,
     /// Batches being made at once.
     runners: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-impl<R> Default for Combiner<R> {
+impl<R: Batched> Default for Combiner<R> {
     fn default() -> Combiner<R> {
         Combiner {
             queue: Default::default(),
@@ -156,27 +158,46 @@ impl<R> Default for Combiner<R> {
     }
 }
 
-struct Job<R> {
+struct Job<R: Batched> {
     request: R,
     now: Instant,
-    reply: tokio::sync::oneshot::Sender<Result<Allocation>>,
+    reply: tokio::sync::oneshot::Sender<Result<R::Output>>,
 }
 
-/// A write that can be made in a batch.
+/// A request that can be made in a batch.
 trait Batched: Clone + Send + 'static {
-    /// Writes with the same key are never in one batch.
+    type Output: Send + 'static;
+    /// Requests with the same key are never in one batch.
     fn key(&self) -> Option<&str>;
 }
 
 impl Batched for allocations::CreateRequest {
+    type Output = Allocation;
+    fn key(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Batched for allocations::GetRequest {
+    type Output = Allocation;
     fn key(&self) -> Option<&str> {
         None
     }
 }
 
 impl Batched for allocations::PatchRequest {
+    type Output = Allocation;
     fn key(&self) -> Option<&str> {
         Some(self.id.as_str())
+    }
+}
+
+impl Batched for requests::ForecastRequest {
+    /// `None`: the pool's figures are not cached (see
+    /// `requests::forecast_cached`).
+    type Output = Option<ForecastData>;
+    fn key(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -263,6 +284,8 @@ impl PostgresStore {
             forecasts: Default::default(),
             timelines: Default::default(),
             creates: Default::default(),
+            gets: Default::default(),
+            forecast_reads: Default::default(),
             patches: Default::default(),
         };
         let mut client = store.client().await?;
@@ -335,6 +358,8 @@ impl PostgresStore {
             forecasts: self.forecasts.clone(),
             timelines: self.timelines.clone(),
             creates: self.creates.clone(),
+            gets: self.gets.clone(),
+            forecast_reads: self.forecast_reads.clone(),
             patches: self.patches.clone(),
         }
     }
@@ -360,6 +385,58 @@ impl PostgresStore {
                 .run(Mode::Write, |db| {
                     let (requests, cache) = (single.clone(), self.timelines.clone());
                     unit!(allocations::create_batch(db, &requests, now, &cache).await)
+                })
+                .await;
+            answer(vec![job], made);
+        }
+    }
+
+    /// As `make_creates`, for reads of allocations (one statement, no
+    /// transaction).
+    async fn make_gets(self, jobs: Vec<Job<allocations::GetRequest>>) {
+        let now = batch_now(&jobs);
+        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
+        let made = self
+            .run(Mode::Read, |db| {
+                let requests = requests.clone();
+                unit!(allocations::load_batch(db, &requests, now).await)
+            })
+            .await;
+        let Some(jobs) = answer(jobs, made) else {
+            return;
+        };
+        for job in jobs {
+            let single = vec![job.request.clone()];
+            let made = self
+                .run(Mode::Read, |db| {
+                    let requests = single.clone();
+                    unit!(allocations::load_batch(db, &requests, now).await)
+                })
+                .await;
+            answer(vec![job], made);
+        }
+    }
+
+    /// As `make_gets`, for forecasts whose figures are cached (see
+    /// `requests::forecast_cached`).
+    async fn make_forecasts(self, jobs: Vec<Job<requests::ForecastRequest>>) {
+        let now = batch_now(&jobs);
+        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
+        let made = self
+            .run(Mode::Read, |db| {
+                let (requests, cache) = (requests.clone(), self.forecasts.clone());
+                unit!(requests::forecast_cached(db, &requests, now, &cache).await)
+            })
+            .await;
+        let Some(jobs) = answer(jobs, made) else {
+            return;
+        };
+        for job in jobs {
+            let single = vec![job.request.clone()];
+            let made = self
+                .run(Mode::Read, |db| {
+                    let (requests, cache) = (single.clone(), self.forecasts.clone());
+                    unit!(requests::forecast_cached(db, &requests, now, &cache).await)
                 })
                 .await;
             answer(vec![job], made);
@@ -404,7 +481,7 @@ impl PostgresStore {
         request: R,
         now: Instant,
         make: MakeBatch<R>,
-    ) -> Result<Allocation> {
+    ) -> Result<R::Output> {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         combiner
             .queue
@@ -560,7 +637,7 @@ impl Drop for InTransaction {
 
 /// The instant a batch is made at: the latest of its writes' clocks (each
 /// was read before the write waited for its batch).
-fn batch_now<R>(jobs: &[Job<R>]) -> Instant {
+fn batch_now<R: Batched>(jobs: &[Job<R>]) -> Instant {
     jobs.iter()
         .map(|j| j.now)
         .max()
@@ -569,7 +646,10 @@ fn batch_now<R>(jobs: &[Job<R>]) -> Instant {
 
 /// Answers each job its outcome. On a failure of the whole batch, answers
 /// a lone job its error, and hands several back to be made one by one.
-fn answer<R>(jobs: Vec<Job<R>>, made: Result<Vec<Result<Allocation>>>) -> Option<Vec<Job<R>>> {
+fn answer<R: Batched>(
+    jobs: Vec<Job<R>>,
+    made: Result<Vec<Result<R::Output>>>,
+) -> Option<Vec<Job<R>>> {
     match made {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
@@ -754,10 +834,14 @@ impl Store for PostgresStore {
         id: &AllocationId,
         now: Instant,
     ) -> Result<Allocation> {
-        // One statement (see `allocations::load`): no transaction needed.
-        self.run(Mode::Read, |db| {
-            let (scope, id) = (scope.clone(), id.clone());
-            unit!(allocations::load(db, &scope, &id, now).await.map(|a| a.1))
+        // Concurrent reads are made together, in one statement (see
+        // `allocations::load_batch`): no transaction needed.
+        let request = allocations::GetRequest {
+            scope: scope.clone(),
+            id: id.clone(),
+        };
+        self.combined(&self.gets, request, now, |store, jobs| {
+            Box::pin(store.make_gets(jobs))
         })
         .await
     }
@@ -964,15 +1048,17 @@ impl Store for PostgresStore {
         now: Instant,
     ) -> Result<ForecastData> {
         // One statement when the pool's figures are cached (the usual case:
-        // they change only with the pool); else everything in one snapshot.
+        // they change only with the pool), concurrent forecasts together;
+        // else everything in one snapshot.
+        let request = requests::ForecastRequest {
+            scope: scope.clone(),
+            ws: workspace_id.clone(),
+            rt: resource_type,
+            period,
+        };
         let cached = self
-            .run(Mode::Read, |db| {
-                let (scope, ws) = (scope.clone(), workspace_id.clone());
-                let cache = self.forecasts.clone();
-                unit!(
-                    requests::forecast_cached(db, &scope, &ws, resource_type, period, now, &cache)
-                        .await
-                )
+            .combined(&self.forecast_reads, request, now, |store, jobs| {
+                Box::pin(store.make_forecasts(jobs))
             })
             .await?;
         if let Some(data) = cached {
