@@ -69,7 +69,7 @@ export CAPACITY_NOW=2026-04-15T06:00:00Z
 export CAPACITY_LOG_FORMAT=json
 export RUST_LOG=${BENCH_RUST_LOG:-info}
 
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 DATA=$ROOT/bench/data
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/$STAMP

@@ -25,8 +25,10 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use tokio_postgres::Row;
 
-/// An allocation whole, in one row: its columns, its terms (arrays, in
-/// effective order) and the usage rolled up for the week starting at `$1`.
+/// An allocation whole, in one row: its columns, its terms (arrays, in one
+/// order, put in effective order by [`row`]: an aggregate's own ORDER BY
+/// costs a sort set up per aggregate, at every execution) and the usage
+/// rolled up for the week starting at `$1`.
 /// One statement, so a read needs no transaction to be consistent.
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
@@ -34,10 +36,8 @@ const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_i
     t.effective_at, t.committed, t.resources, t.reason, \
     (SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = $1) \
     FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id \
-    CROSS JOIN LATERAL (SELECT array_agg(effective_at ORDER BY effective_at) AS effective_at, \
-        array_agg(committed ORDER BY effective_at) AS committed, \
-        array_agg(resources ORDER BY effective_at) AS resources, \
-        array_agg(reason ORDER BY effective_at) AS reason \
+    CROSS JOIN LATERAL (SELECT array_agg(effective_at) AS effective_at, array_agg(committed) AS committed, \
+        array_agg(resources) AS resources, array_agg(reason) AS reason \
         FROM allocation_terms WHERE allocation_seq = a.seq) t";
 
 /// A query on [`SELECT`] for reads at `now` (last week's usage).
@@ -68,7 +68,7 @@ fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
     let committed: Option<Vec<i64>> = r.try_get(17).db()?;
     let resources: Option<Vec<String>> = r.try_get(18).db()?;
     let reasons: Option<Vec<Option<String>>> = r.try_get(19).db()?;
-    let terms: Vec<Terms> = match (effective, committed, resources, reasons) {
+    let mut terms: Vec<Terms> = match (effective, committed, resources, reasons) {
         (Some(e), Some(c), Some(res), Some(why)) => e
             .into_iter()
             .zip(c)
@@ -88,6 +88,7 @@ fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
             "allocation {id} has no terms"
         )));
     }
+    terms.sort_by_key(|t| t.effective_at);
     let week_end = now.week_start();
     let week_start = week_end.plus_micros(-MICROS_PER_WEEK);
     let mut a = Allocation {
@@ -141,6 +142,42 @@ pub async fn load(
         Some(r) => row(&r, now),
         None => Err(StoreError::NotFound),
     }
+}
+
+/// A read of one allocation waiting to be made, with its caller's scope.
+#[derive(Clone)]
+pub struct GetRequest {
+    pub scope: Scope,
+    pub id: AllocationId,
+}
+
+/// Reads a batch of allocations in one statement (concurrent GETs read
+/// together: one execution, one round trip); answers each request's
+/// allocation if its caller may see it, in order. An `Err` of the whole is
+/// a database failure, or an unreadable row.
+pub async fn load_batch(
+    db: &Db<'_>,
+    requests: &[GetRequest],
+    now: Instant,
+) -> Result<Vec<Result<Allocation, StoreError>>, StoreError> {
+    let ids: Vec<String> = requests.iter().map(|r| r.id.as_str().to_owned()).collect();
+    let mut q = select(now);
+    q.and("a.id = ANY({})", ids);
+    let mut found: HashMap<String, Allocation> = HashMap::new();
+    for r in db.query_built(&q).await? {
+        let (_, a) = row(&r, now)?;
+        found.insert(a.id.as_str().to_owned(), a);
+    }
+    Ok(requests
+        .iter()
+        .map(|req| {
+            found
+                .get(req.id.as_str())
+                .filter(|a| req.scope.sees(&a.organization_id, &a.workspace_id))
+                .cloned()
+                .ok_or(StoreError::NotFound)
+        })
+        .collect())
 }
 
 /// The rows `scope` may see that match `f`, before ordering and paging.
@@ -562,59 +599,99 @@ static INSERT_CREATED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// [`SELECT`] with the allocation's materialised commitment steps (columns
-/// 21 and 22: `at` and `delta`, in order).
+/// 21 and 22: `at` and `delta`, pairwise, in no particular order).
 static SELECT_WITH_STEPS: LazyLock<String> = LazyLock::new(|| {
-    SELECT.replacen(
-        " FROM allocations a",
-        ", (SELECT array_agg(c.at ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq), \
-         (SELECT array_agg(c.delta ORDER BY c.at) FROM commitment_steps c WHERE c.allocation_seq = a.seq) \
-         FROM allocations a",
-        1,
+    SELECT.replacen(" FROM allocations a", ", s.at, s.d FROM allocations a", 1)
+        + " CROSS JOIN LATERAL (SELECT array_agg(c.at) AS at, array_agg(c.delta) AS d \
+           FROM commitment_steps c WHERE c.allocation_seq = a.seq) s"
+});
+
+/// Every write of a batch of PATCHes (of distinct allocations), in one
+/// statement, each table's rows as arrays: `$1`–`$4` the allocations (seq,
+/// status, ends_at, closed_at), `$5` now; `$6`/`$7` the terms to delete
+/// (allocation, effective_at), `$8`–`$12` the terms to write, new or changed
+/// (allocation, effective_at, committed, resources, reason); `$13`–`$15` the
+/// steps to delete (pool, at, allocation), `$16`–`$19` the steps to write
+/// (pool, at, allocation, delta); `$20`–`$23` the pools (seq, stored
+/// commitment, fold point, generation increment: `pools::State::row_after`);
+/// `$24`–`$30` history entries (allocation, action, actor, reason, before,
+/// after, effective_at), in order; `$31` the event id's head, `$32`–`$35`
+/// events (organization, workspace, type, data), numbered in order. Only
+/// rows that change are touched; what is deleted and what is written never
+/// share a key (one statement: a delete and an insert of one key in one
+/// statement would race each other).
+static PATCH_WRITES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH u AS (UPDATE allocations a SET status = x.status, ends_at = x.ends, closed_at = x.closed, \
+             updated_at = $5, version = a.version + 1 \
+             FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS x(seq, status, ends, closed) \
+             WHERE a.seq = x.seq), \
+         td AS (DELETE FROM allocation_terms t USING unnest($6::BIGINT[], $7::BIGINT[]) AS x(seq, e) \
+             WHERE t.allocation_seq = x.seq AND t.effective_at = x.e), \
+         ti AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
+             SELECT x.seq, x.e, x.c, x.r, x.why \
+             FROM unnest($8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[]) AS x(seq, e, c, r, why) \
+             ON CONFLICT (allocation_seq, effective_at) DO UPDATE SET committed = EXCLUDED.committed, \
+             resources = EXCLUDED.resources, reason = EXCLUDED.reason), \
+         sd AS (DELETE FROM commitment_steps c \
+             USING unnest($13::BIGINT[], $14::BIGINT[], $15::BIGINT[]) AS x(pool, at, seq) \
+             WHERE c.pool_seq = x.pool AND c.at = x.at AND c.allocation_seq = x.seq), \
+         si AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
+             SELECT x.pool, x.at, x.seq, x.d \
+             FROM unnest($16::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[]) AS x(pool, at, seq, d) \
+             ON CONFLICT (pool_seq, at, allocation_seq) DO UPDATE SET delta = EXCLUDED.delta), \
+         p AS (UPDATE pools SET committed_base = x.base, committed_through = x.through, \
+             generation = generation + x.bump, updated_at = $5 \
+             FROM unnest($20::BIGINT[], $21::BIGINT[], $22::BIGINT[], $23::BIGINT[]) AS x(seq, base, through, bump) \
+             WHERE pools.seq = x.seq), \
+         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
+             effective_at, created_at) \
+             SELECT x.seq, x.action, x.actor, x.why, x.before, x.after, x.eff, $5 \
+             FROM unnest($24::BIGINT[], $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::TEXT[], \
+                 $30::BIGINT[]) WITH ORDINALITY AS x(seq, action, actor, why, before, after, eff, o) ORDER BY x.o), \
+         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
+             SELECT n, {}, x.org, x.ws, x.type, x.data, $5 \
+             FROM (SELECT nextval('ids_evt') AS n, x.org, x.ws, x.type, x.data, x.o \
+                   FROM unnest($32::TEXT[], $33::TEXT[], $34::TEXT[], $35::TEXT[]) WITH ORDINALITY \
+                       AS x(org, ws, type, data, o) ORDER BY x.o) x) \
+         SELECT 1",
+        minted_sql("$31", "n")
     )
 });
 
-/// Every write of a PATCH, in one statement. `$1` the allocation's seq,
-/// `$2`–`$4` status, ends_at, closed_at, `$5` now; `$6` the terms to delete
-/// (their effective_at), `$7`–`$10` the terms to write (new or changed);
-/// `$11` pool_seq, `$12` the steps to delete (their instants), `$13`/`$27`
-/// the steps to write (instants, deltas); `$14`/`$15` the pool's stored
-/// commitment and fold point; `$16` the actor, `$17` the reason; `$18`–`$21`
-/// history entries (action, before, after, effective_at); `$22` the event
-/// id's head, `$23` organization, `$24` workspace, `$25`/`$26` events (type,
-/// data), numbered in order. Only rows that change are touched; what is
-/// deleted and what is written never share a key (one statement: a delete
-/// and an insert of one key in one statement would race each other).
-static PATCH_WRITES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH u AS (UPDATE allocations SET status = $2, ends_at = $3, closed_at = $4, updated_at = $5, \
-             version = version + 1 WHERE seq = $1), \
-         td AS (DELETE FROM allocation_terms WHERE allocation_seq = $1 \
-             AND effective_at = ANY($6::BIGINT[])), \
-         ti AS (INSERT INTO allocation_terms (allocation_seq, effective_at, committed, resources, reason) \
-             SELECT $1, x.e, x.c, x.r, x.why \
-             FROM unnest($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[]) AS x(e, c, r, why) \
-             ON CONFLICT (allocation_seq, effective_at) DO UPDATE SET committed = EXCLUDED.committed, \
-             resources = EXCLUDED.resources, reason = EXCLUDED.reason), \
-         sd AS (DELETE FROM commitment_steps WHERE pool_seq = $11 AND at = ANY($12::BIGINT[]) \
-             AND allocation_seq = $1), \
-         si AS (INSERT INTO commitment_steps (pool_seq, at, allocation_seq, delta) \
-             SELECT $11, x.at, $1, x.d FROM unnest($13::BIGINT[], $27::BIGINT[]) AS x(at, d) \
-             ON CONFLICT (pool_seq, at, allocation_seq) DO UPDATE SET delta = EXCLUDED.delta), \
-         p AS (UPDATE pools SET committed_base = $14, committed_through = $15, \
-             generation = generation + 1, updated_at = $5 WHERE seq = $11), \
-         h AS (INSERT INTO allocation_history (allocation_seq, action, actor, reason, before, after, \
-             effective_at, created_at) \
-             SELECT $1, x.action, $16, $17::TEXT, x.before, x.after, x.eff, $5 \
-             FROM unnest($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::BIGINT[]) WITH ORDINALITY \
-                 AS x(action, before, after, eff, n) ORDER BY x.n), \
-         e AS (INSERT INTO events (seq, id, organization_id, workspace_id, type, data, created_at) \
-             SELECT n, {}, $23, $24, x.type, x.data, $5 \
-             FROM (SELECT nextval('ids_evt') AS n, x.type, x.data, x.o \
-                   FROM unnest($25::TEXT[], $26::TEXT[]) WITH ORDINALITY AS x(type, data, o) ORDER BY x.o) x) \
-         SELECT 1",
-        minted_sql("$22", "n")
-    )
-});
+/// The rows a batch of PATCHes writes ([`PATCH_WRITES`]'s arrays).
+#[derive(Default)]
+struct PatchWrites {
+    seq: Vec<i64>,
+    status: Vec<String>,
+    ends: Vec<Option<i64>>,
+    closed: Vec<Option<i64>>,
+    td_seq: Vec<i64>,
+    td_at: Vec<i64>,
+    ti_seq: Vec<i64>,
+    ti_at: Vec<i64>,
+    ti_committed: Vec<i64>,
+    ti_resources: Vec<String>,
+    ti_reason: Vec<Option<String>>,
+    sd_pool: Vec<i64>,
+    sd_at: Vec<i64>,
+    sd_seq: Vec<i64>,
+    si_pool: Vec<i64>,
+    si_at: Vec<i64>,
+    si_seq: Vec<i64>,
+    si_delta: Vec<i64>,
+    h_seq: Vec<i64>,
+    h_action: Vec<String>,
+    h_actor: Vec<String>,
+    h_reason: Vec<Option<String>>,
+    h_before: Vec<String>,
+    h_after: Vec<String>,
+    h_eff: Vec<i64>,
+    e_org: Vec<String>,
+    e_ws: Vec<String>,
+    e_type: Vec<String>,
+    e_data: Vec<String>,
+}
 
 /// Refuses a service line of another workspace, or a closed one.
 fn check_line(
@@ -688,9 +765,10 @@ pub async fn patch(
 /// and rows of the allocations' pools (in `seq` order), then (under them)
 /// the allocations with their materialised steps, pipelined (the pools'
 /// timelines from the cache); then the rules, in Rust, PATCH after PATCH,
-/// each against its pool as the ones before it left it; then each PATCH's
-/// writes in one statement, all pipelined, with COMMIT when `commit` (a
-/// PATCH made by a service-line close runs inside that transaction).
+/// each against its pool as the ones before it left it; then every
+/// accepted PATCH's writes in one multi-row statement ([`PATCH_WRITES`]; each
+/// pool's row written once, as the batch left it), with COMMIT when `commit`
+/// (a PATCH made by a service-line close runs inside that transaction).
 ///
 /// Answers each request's outcome, in order; an `Err` of the whole is a
 /// database failure.
@@ -732,12 +810,63 @@ pub async fn patch_batch(
         );
         allocs.insert(a.id.as_str().to_owned(), (seq, a, old_steps));
     }
-    let mut batch = Batch::default();
+    let mut w = PatchWrites::default();
     let outcomes: Vec<Result<Allocation, StoreError>> = requests
         .iter()
-        .map(|req| judge_patch(req, now, &allocs, &mut states, &mut batch))
+        .map(|req| judge_patch(req, now, &allocs, &mut states, &mut w))
         .collect();
-    if !batch.is_empty() {
+    if !w.seq.is_empty() {
+        let (mut p_seq, mut p_base, mut p_through, mut p_bump) = (vec![], vec![], vec![], vec![]);
+        for st in states.values() {
+            let (base, through, writes) = st.row_after();
+            if writes > 0 {
+                p_seq.push(st.seq);
+                p_base.push(base);
+                p_through.push(through.micros());
+                p_bump.push(writes);
+            }
+        }
+        let mut batch = Batch::default();
+        batch.push(
+            &*PATCH_WRITES,
+            values![
+                w.seq,
+                w.status,
+                w.ends,
+                w.closed,
+                now.micros(),
+                w.td_seq,
+                w.td_at,
+                w.ti_seq,
+                w.ti_at,
+                w.ti_committed,
+                w.ti_resources,
+                w.ti_reason,
+                w.sd_pool,
+                w.sd_at,
+                w.sd_seq,
+                w.si_pool,
+                w.si_at,
+                w.si_seq,
+                w.si_delta,
+                p_seq,
+                p_base,
+                p_through,
+                p_bump,
+                w.h_seq,
+                w.h_action,
+                w.h_actor,
+                w.h_reason,
+                w.h_before,
+                w.h_after,
+                w.h_eff,
+                id_head(MintedPrefix::Event, now),
+                w.e_org,
+                w.e_ws,
+                w.e_type,
+                w.e_data,
+            ],
+        );
         batch.send(db, commit).await?;
         if commit {
             // Committed: the cache may hold what they left. (Inside a
@@ -758,7 +887,7 @@ fn judge_patch(
     now: Instant,
     allocs: &HashMap<String, (i64, Allocation, Timeline)>,
     states: &mut HashMap<String, pools::State>,
-    batch: &mut Batch,
+    w: &mut PatchWrites,
 ) -> Result<Allocation, StoreError> {
     let scope = &req.scope;
     let patch = &req.patch;
@@ -801,47 +930,63 @@ fn judge_patch(
 
     // Terms and steps: only the rows that change are written. Deleted:
     // those whose key is gone; written: those new or changed.
-    let terms_gone: Vec<i64> = old
+    let written: Vec<(&Terms, String)> = new
+        .terms
+        .iter()
+        .filter(|t| !old.terms.contains(t))
+        .map(|t| Ok((t, serde_json::to_string(&t.resources)?)))
+        .collect::<Result<_, serde_json::Error>>()
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    for t in old
         .terms
         .iter()
         .filter(|t| !new.terms.iter().any(|n| n.effective_at == t.effective_at))
-        .map(|t| t.effective_at.micros())
-        .collect();
-    let mut terms = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for t in new.terms.iter().filter(|t| !old.terms.contains(t)) {
-        terms.0.push(t.effective_at.micros());
-        terms.1.push(t.committed.thousandths());
-        terms.2.push(
-            serde_json::to_string(&t.resources).map_err(|e| StoreError::Internal(e.to_string()))?,
-        );
-        terms.3.push(t.reason.clone());
+    {
+        w.td_seq.push(seq);
+        w.td_at.push(t.effective_at.micros());
     }
-    let steps_gone: Vec<i64> = old_steps
+    for (t, resources) in written {
+        w.ti_seq.push(seq);
+        w.ti_at.push(t.effective_at.micros());
+        w.ti_committed.push(t.committed.thousandths());
+        w.ti_resources.push(resources);
+        w.ti_reason.push(t.reason.clone());
+    }
+    for o in old_steps
         .steps()
         .iter()
         .filter(|o| !new_timeline.steps().iter().any(|n| n.0 == o.0))
-        .map(|o| o.0.micros())
-        .collect();
-    let (ats, deltas): (Vec<i64>, Vec<i64>) = new_timeline
+    {
+        w.sd_pool.push(state.seq);
+        w.sd_at.push(o.0.micros());
+        w.sd_seq.push(seq);
+    }
+    for &(at, d) in new_timeline
         .steps()
         .iter()
         .filter(|n| !old_steps.steps().contains(n))
-        .map(|&(at, d)| (at.micros(), d))
-        .unzip();
-    // The pool's stored commitment and generation (see
-    // `pools::State::folded_after`).
-    let (base, through) = state.apply(&new_timeline.minus(old_steps), now);
+    {
+        w.si_pool.push(state.seq);
+        w.si_at.push(at.micros());
+        w.si_seq.push(seq);
+        w.si_delta.push(d);
+    }
+    // The pool's stored commitment and generation, written once for the
+    // batch (`pools::State::row_after`).
+    state.apply(&new_timeline.minus(old_steps), now);
 
     // History: one entry for what applies now, one for what is scheduled.
-    let mut history: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
     let mut entry = |action: &'static str,
                      before: serde_json::Value,
                      after: serde_json::Value,
                      effective_at: Instant| {
-        history.0.push(action);
-        history.1.push(before.to_string());
-        history.2.push(after.to_string());
-        history.3.push(effective_at.micros());
+        w.h_seq.push(seq);
+        w.h_action.push(action.to_owned());
+        w.h_actor.push(scope.token_id.clone());
+        w.h_reason.push(reason.clone());
+        w.h_before.push(before.to_string());
+        w.h_after.push(after.to_string());
+        w.h_eff.push(effective_at.micros());
     };
     let mut before_now = serde_json::Map::new();
     let mut after_now = serde_json::Map::new();
@@ -873,69 +1018,37 @@ fn judge_patch(
     }
 
     let updated = new;
-    let mut events: (Vec<&str>, Vec<String>) = Default::default();
+    let mut event = |kind: &str, data: String| {
+        w.e_org.push(updated.organization_id.as_str().to_owned());
+        w.e_ws.push(updated.workspace_id.as_str().to_owned());
+        w.e_type.push(kind.to_owned());
+        w.e_data.push(data);
+    };
     let view = event_data(updated.view(now));
     if updated.status == AllocationStatus::Closed {
-        events
-            .0
-            .extend(["capacity.allocation.updated", "capacity.allocation.closed"]);
-        events.1.extend([view.clone(), view]);
+        event("capacity.allocation.updated", view.clone());
+        event("capacity.allocation.closed", view);
     } else {
-        events.0.push("capacity.allocation.updated");
-        events.1.push(view);
+        event("capacity.allocation.updated", view);
     }
     if let Some(c) = change.committed
         && c < old.current_terms(now).committed
         && below_actual(c, old.period, old.actual_last_week)
     {
-        events.0.push("capacity.utilisation_warning");
-        events.1.push(event_data(serde_json::json!({
-            "allocation": updated.view(now),
-            "committed_per_week": old.period.to_per_week(c),
-            "actual_last_week": old.actual_last_week,
-            "effective_at": terms_at,
-        })));
+        event(
+            "capacity.utilisation_warning",
+            event_data(serde_json::json!({
+                "allocation": updated.view(now),
+                "committed_per_week": old.period.to_per_week(c),
+                "actual_last_week": old.actual_last_week,
+                "effective_at": terms_at,
+            })),
+        );
     }
-    batch.push(
-        &*PATCH_WRITES,
-        values![
-            seq,
-            updated.status.as_str(),
-            updated.ends_at.map(|e| e.micros()),
-            updated.closed_at.map(|c| c.micros()),
-            now.micros(),
-            terms_gone,
-            terms.0,
-            terms.1,
-            terms.2,
-            terms.3,
-            state.seq,
-            steps_gone,
-            ats,
-            base,
-            through.micros(),
-            scope.token_id.clone(),
-            reason,
-            history
-                .0
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<String>>(),
-            history.1,
-            history.2,
-            history.3,
-            id_head(MintedPrefix::Event, now),
-            updated.organization_id.as_str().to_owned(),
-            updated.workspace_id.as_str().to_owned(),
-            events
-                .0
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<String>>(),
-            events.1,
-            deltas,
-        ],
-    );
+    w.seq.push(seq);
+    w.status.push(updated.status.as_str().to_owned());
+    w.ends.push(updated.ends_at.map(|e| e.micros()));
+    w.closed.push(updated.closed_at.map(|c| c.micros()));
     Ok(updated)
 }
 

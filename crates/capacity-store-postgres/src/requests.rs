@@ -300,81 +300,128 @@ const EXPIRING: &str = "SELECT a.id, a.service_line_id, c.at, -c.delta FROM comm
      WHERE c.pool_seq = $1 AND c.at >= $2 AND c.at < $3 AND c.delta < 0 \
      AND (c.at = a.ends_at OR c.at = a.closed_at) ORDER BY c.at, c.allocation_seq";
 
-/// A forecast in one statement when the pool's figures over the period are
-/// cached at its current generation (or the workspace has no such pool):
-/// the workspace's organization, its pending demand, the pool with its
-/// generation and its last 12 weeks of usage, all from one snapshot.
-/// `None` when the cache misses: the caller reads it all with
-/// [`forecast_data`] in one snapshot instead.
+/// A forecast waiting to be read, with its caller's scope.
+#[derive(Clone)]
+pub struct ForecastRequest {
+    pub scope: Scope,
+    pub ws: WorkspaceId,
+    pub rt: ResourceType,
+    pub period: PlanningPeriod,
+}
+
+/// Forecasts in one statement (concurrent forecasts read together, each
+/// workspace and resource type once) when each pool's figures over the
+/// period are cached at its current generation (or the workspace has no
+/// such pool): the workspace's organization, its pending demand, the pool
+/// with its generation and its last 12 weeks of usage, all from one
+/// snapshot. A request's `None` is a cache miss: the caller reads it all
+/// with [`forecast_data`] in one snapshot instead. The caller's scope is
+/// judged here, against the workspace's organization (a pool's is its
+/// workspace's).
 pub async fn forecast_cached(
     db: &Db<'_>,
-    scope: &Scope,
-    ws: &WorkspaceId,
-    rt: ResourceType,
-    period: PlanningPeriod,
+    requests: &[ForecastRequest],
     now: Instant,
     cache: &ForecastCache,
-) -> Result<Option<ForecastData>, StoreError> {
-    let mut q = Query::new(pools::SELECT_WITH_GENERATION);
-    q.bind(now.micros());
-    let w = q.bind(ws.as_str().to_owned());
-    let t = q.bind(rt.as_str().to_owned());
-    q.and_raw(&format!("p.workspace_id = {w}"));
-    q.and_raw(&format!("p.resource_type = {t}"));
-    q.scoped(scope, "p.organization_id", "p.workspace_id");
+) -> Result<Vec<Result<Option<ForecastData>, StoreError>>, StoreError> {
+    let mut pairs: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|r| (r.ws.as_str(), r.rt.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let (wss, rts): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
     let this_week = now.week_start();
-    let from = q.bind(this_week.plus_micros(-12 * MICROS_PER_WEEK).micros());
-    let to = q.bind(this_week.micros());
-    // The workspace's organization is its pool's when the pool is visible
-    // (COALESCE reads the rest only without one); pending demand is one
-    // index scan.
-    q.sql = format!(
+    // The workspace's organization is its pool's when it has one (COALESCE
+    // reads the rest only without one); pending demand is one index scan.
+    let sql = format!(
         "SELECT p.*, \
-         COALESCE(p.organization_id, (SELECT organization_id FROM pools WHERE workspace_id = {w} \
-          UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = {w} LIMIT 1)), \
+         COALESCE(p.organization_id, (SELECT organization_id FROM pools WHERE workspace_id = x.ws \
+          UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = x.ws LIMIT 1)), \
          d.q, d.s, d.e, \
          (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
-          WHERE pool_seq = p.seq AND week_start >= {from} AND week_start < {to}) \
-         FROM (SELECT 1) one LEFT JOIN LATERAL ({}) p ON true \
-         CROSS JOIN LATERAL (SELECT array_agg(quantity ORDER BY seq) AS q, \
-             array_agg(starts_at ORDER BY seq) AS s, array_agg(ends_at ORDER BY seq) AS e \
+          WHERE pool_seq = p.seq AND week_start >= $4 AND week_start < $5), \
+         x.o \
+         FROM unnest($2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS x(ws, rt, o) \
+         LEFT JOIN LATERAL ({} WHERE p.workspace_id = x.ws AND p.resource_type = x.rt) p ON true \
+         CROSS JOIN LATERAL (SELECT array_agg(quantity) AS q, array_agg(starts_at) AS s, \
+             array_agg(ends_at) AS e \
              FROM demand_requests \
-             WHERE workspace_id = {w} AND resource_type = {t} AND status = 'pending') d",
-        q.sql
+             WHERE workspace_id = x.ws AND resource_type = x.rt AND status = 'pending') d",
+        pools::SELECT_WITH_GENERATION
     );
-    let r = db.query_one(&q.sql, &q.refs()).await?;
-    // Columns: the pool's 13 (NULL without a pool), its generation, then
-    // the workspace's organization, pending demand (3 arrays), usage.
-    let org: Option<String> = r.try_get(14).db()?;
-    let visible = org.is_some_and(|org| scope.sees(&OrgId::from_trusted(org), ws));
-    let pending = if visible {
-        let q: Option<Vec<i64>> = r.try_get(15).db()?;
-        let s: Option<Vec<i64>> = r.try_get(16).db()?;
-        let e: Option<Vec<Option<i64>>> = r.try_get(17).db()?;
-        let (q, s, e) = (
-            q.unwrap_or_default(),
-            s.unwrap_or_default(),
-            e.unwrap_or_default(),
-        );
-        Timeline::from_steps(q.into_iter().zip(s).zip(e).flat_map(|((q, s), e)| {
-            std::iter::once((Instant::from_micros(s), q))
-                .chain(e.map(|e| (Instant::from_micros(e), -q)))
-        }))
-    } else {
-        Timeline::default()
-    };
-    if r.try_get::<_, Option<i64>>(0).db()?.is_none() {
-        return Ok(Some(ForecastData {
-            pool: None,
-            pool_period: Default::default(),
-            pending,
-            usage_last_12_weeks: Quantity::ZERO,
-        }));
+    let rows = db
+        .query(
+            &sql,
+            &[
+                &now.micros(),
+                &wss,
+                &rts,
+                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
+                &this_week.micros(),
+            ],
+        )
+        .await?;
+    let mut by_pair: HashMap<(&str, &str), &Row> = HashMap::new();
+    for r in &rows {
+        let o: i64 = r.try_get(19).db()?;
+        let pair = usize::try_from(o - 1)
+            .ok()
+            .and_then(|i| pairs.get(i))
+            .ok_or_else(|| StoreError::Internal("a forecast row out of range".into()))?;
+        by_pair.insert(*pair, r);
     }
-    let (pool_seq, pool) = pools::row(&r).db()?;
+    Ok(requests
+        .iter()
+        .map(
+            |req| match by_pair.get(&(req.ws.as_str(), req.rt.as_str())) {
+                Some(r) => cached_forecast(r, req, cache),
+                None => Err(StoreError::Internal(
+                    "a forecast read answered no row".into(),
+                )),
+            },
+        )
+        .collect())
+}
+
+/// One request's forecast from its row of [`forecast_cached`]: columns the
+/// pool's 13 (NULL without a pool), its generation, then the workspace's
+/// organization, pending demand (3 arrays), usage.
+fn cached_forecast(
+    r: &Row,
+    req: &ForecastRequest,
+    cache: &ForecastCache,
+) -> Result<Option<ForecastData>, StoreError> {
+    let org: Option<String> = r.try_get(14).db()?;
+    let visible = org.is_some_and(|org| req.scope.sees(&OrgId::from_trusted(org), &req.ws));
+    let nothing = |pending| ForecastData {
+        pool: None,
+        pool_period: Default::default(),
+        pending,
+        usage_last_12_weeks: Quantity::ZERO,
+    };
+    if !visible {
+        return Ok(Some(nothing(Timeline::default())));
+    }
+    let q: Option<Vec<i64>> = r.try_get(15).db()?;
+    let s: Option<Vec<i64>> = r.try_get(16).db()?;
+    let e: Option<Vec<Option<i64>>> = r.try_get(17).db()?;
+    let (q, s, e) = (
+        q.unwrap_or_default(),
+        s.unwrap_or_default(),
+        e.unwrap_or_default(),
+    );
+    let pending = Timeline::from_steps(q.into_iter().zip(s).zip(e).flat_map(|((q, s), e)| {
+        std::iter::once((Instant::from_micros(s), q))
+            .chain(e.map(|e| (Instant::from_micros(e), -q)))
+    }));
+    if r.try_get::<_, Option<i64>>(0).db()?.is_none() {
+        return Ok(Some(nothing(pending)));
+    }
+    let (pool_seq, pool) = pools::row(r).db()?;
     let pool = text_or_internal(pool, "pool")?;
     let generation: i64 = r.try_get(13).db()?;
-    let Some(pool_period) = cache.get(pool_seq, generation, period) else {
+    let Some(pool_period) = cache.get(pool_seq, generation, req.period) else {
         return Ok(None);
     };
     Ok(Some(ForecastData {

@@ -325,10 +325,6 @@ macro_rules! values {
 pub(crate) use values;
 
 impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     pub fn push(&mut self, sql: impl Into<std::borrow::Cow<'static, str>>, params: Vec<Value>) {
         self.items.push((sql.into(), params));
     }
