@@ -96,7 +96,8 @@ impl Instant {
 }
 
 impl Instant {
-    /// RFC 3339 in UTC, as jiff prints a timestamp (`Z`, fractional seconds
+    /// RFC 3339 in UTC for an instant from 1970 to [`Instant::END_OF_TIME`],
+    /// as jiff prints a timestamp (`Z`, fractional seconds
     /// only when not zero, trailing zeros dropped), written into a stack
     /// buffer: every record in every answer carries a few of these.
     fn rfc3339(self, buf: &mut [u8; 27]) -> &str {
@@ -149,13 +150,22 @@ impl Instant {
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.rfc3339(&mut [0; 27]))
+        if (0..=Instant::END_OF_TIME.0).contains(&self.0) {
+            f.write_str(self.rfc3339(&mut [0; 27]))
+        } else {
+            // Before 1970 (arithmetic only; nothing stored or parsed is).
+            write!(f, "{}", self.timestamp())
+        }
     }
 }
 
 impl Serialize for Instant {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.rfc3339(&mut [0; 27]))
+        if (0..=Instant::END_OF_TIME.0).contains(&self.0) {
+            s.serialize_str(self.rfc3339(&mut [0; 27]))
+        } else {
+            s.collect_str(self)
+        }
     }
 }
 
@@ -205,6 +215,7 @@ mod tests {
             (1, "1970-01-01T00:00:00.000001Z"),
             (1_500_000, "1970-01-01T00:00:01.5Z"),
             (Instant::END_OF_TIME.micros(), "9999-12-31T23:59:59Z"),
+            (-MICROS_PER_DAY, "1969-12-31T00:00:00Z"),
         ] {
             assert_eq!(Instant::from_micros(us).to_string(), text);
             assert_eq!(

@@ -495,7 +495,7 @@ fn write_history_json(
 
 /// Replaces an allocation's terms `old` by `new`, writing only the terms
 /// that changed (a PATCH usually adds or replaces one; deleting and
-/// inserting them all was a tenth of its work).
+/// inserting them all was ~8 % of its instructions).
 fn replace_terms(
     conn: &Connection,
     alloc_seq: i64,
