@@ -282,6 +282,24 @@ async fn locked_states(
     Ok(states)
 }
 
+/// The pool rows a batch changed, as the columns its statement writes them
+/// from: sequence number, stored commitment, fold point, generation increment.
+type PoolColumns = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>);
+
+fn changed_pools(states: &HashMap<String, pools::State>) -> PoolColumns {
+    let mut cols = PoolColumns::default();
+    for st in states.values() {
+        let (base, through, writes) = st.row_after();
+        if writes > 0 {
+            cols.0.push(st.seq);
+            cols.1.push(base);
+            cols.2.push(through.micros());
+            cols.3.push(writes);
+        }
+    }
+    cols
+}
+
 /// Makes a batch of creates in one transaction (group commit: one BEGIN,
 /// one COMMIT and its WAL flush for all of them), in four statements
 /// whatever their number:
@@ -348,16 +366,7 @@ pub async fn create_batch(
     if w.pool_seq.is_empty() {
         return Ok(outcomes);
     }
-    let (mut p_seq, mut p_base, mut p_through, mut p_bump) = (vec![], vec![], vec![], vec![]);
-    for st in states.values() {
-        let (base, through, writes) = st.row_after();
-        if writes > 0 {
-            p_seq.push(st.seq);
-            p_base.push(base);
-            p_through.push(through.micros());
-            p_bump.push(writes);
-        }
-    }
+    let (p_seq, p_base, p_through, p_bump) = changed_pools(&states);
     let count = w.pool_seq.len() as i64;
     let mut batch = Batch::default();
     batch.push(
@@ -816,16 +825,7 @@ pub async fn patch_batch(
         .map(|req| judge_patch(req, now, &allocs, &mut states, &mut w))
         .collect();
     if !w.seq.is_empty() {
-        let (mut p_seq, mut p_base, mut p_through, mut p_bump) = (vec![], vec![], vec![], vec![]);
-        for st in states.values() {
-            let (base, through, writes) = st.row_after();
-            if writes > 0 {
-                p_seq.push(st.seq);
-                p_base.push(base);
-                p_through.push(through.micros());
-                p_bump.push(writes);
-            }
-        }
+        let (p_seq, p_base, p_through, p_bump) = changed_pools(&states);
         let mut batch = Batch::default();
         batch.push(
             &*PATCH_WRITES,

@@ -165,44 +165,81 @@ struct Job<R: Batched> {
 }
 
 /// A request that can be made in a batch.
-trait Batched: Clone + Send + 'static {
+trait Batched: Clone + Send + Sync + 'static {
     type Output: Send + 'static;
+    /// How a batch meets the database.
+    const MODE: Mode;
     /// Requests with the same key are never in one batch.
-    fn key(&self) -> Option<&str>;
+    fn key(&self) -> Option<&str> {
+        None
+    }
+    /// Makes `requests` in one unit of work at `now`: an outcome for each,
+    /// in order; an `Err` of the whole fails the batch.
+    fn make(
+        store: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> impl Future<Output = Result<Vec<Result<Self::Output>>>> + Send;
 }
 
 impl Batched for allocations::CreateRequest {
     type Output = Allocation;
-    fn key(&self) -> Option<&str> {
-        None
+    const MODE: Mode = Mode::Write;
+    async fn make(
+        store: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> Result<Vec<Result<Allocation>>> {
+        allocations::create_batch(db, requests, now, &store.timelines).await
     }
 }
 
+/// Reads of allocations: one statement, no transaction.
 impl Batched for allocations::GetRequest {
     type Output = Allocation;
-    fn key(&self) -> Option<&str> {
-        None
+    const MODE: Mode = Mode::Read;
+    async fn make(
+        _: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> Result<Vec<Result<Allocation>>> {
+        allocations::load_batch(db, requests, now).await
     }
 }
 
 impl Batched for allocations::PatchRequest {
     type Output = Allocation;
+    const MODE: Mode = Mode::Write;
     fn key(&self) -> Option<&str> {
         Some(self.id.as_str())
     }
-}
-
-impl Batched for requests::ForecastRequest {
-    /// `None`: the pool's figures are not cached (see
-    /// `requests::forecast_cached`).
-    type Output = Option<ForecastData>;
-    fn key(&self) -> Option<&str> {
-        None
+    async fn make(
+        store: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> Result<Vec<Result<Allocation>>> {
+        allocations::patch_batch(db, requests, now, true, &store.timelines).await
     }
 }
 
-/// Makes a batch (all at one `now`) and answers each of its jobs.
-type MakeBatch<R> = fn(PostgresStore, Vec<Job<R>>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Forecasts whose figures are cached (see `requests::forecast_cached`).
+impl Batched for requests::ForecastRequest {
+    /// `None`: the pool's figures are not cached.
+    type Output = Option<ForecastData>;
+    const MODE: Mode = Mode::Read;
+    async fn make(
+        store: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> Result<Vec<Result<Option<ForecastData>>>> {
+        requests::forecast_cached(db, requests, now, &store.forecasts).await
+    }
+}
 
 /// Writes whose clocks read within this of each other may be made in one
 /// batch; the batch is made at the latest of their `now`s (when it runs).
@@ -371,108 +408,31 @@ impl PostgresStore {
         }
     }
 
-    /// Makes a batch of creates (at `batch_now`) and answers each. If the
-    /// batch fails as a whole, each is made on its own, so that no create
+    /// Makes a batch (at `batch_now`) and answers each of its jobs. If the
+    /// batch fails as a whole, each is made on its own, so that no request
     /// fails for another's sake.
-    async fn make_creates(self, jobs: Vec<Job<allocations::CreateRequest>>) {
+    async fn make_batch<R: Batched>(self, jobs: Vec<Job<R>>) {
         let now = batch_now(&jobs);
-        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
-        let made = self
-            .run(Mode::Write, |db| {
-                let (requests, cache) = (requests.clone(), self.timelines.clone());
-                unit!(allocations::create_batch(db, &requests, now, &cache).await)
-            })
-            .await;
-        let Some(jobs) = answer(jobs, made) else {
+        let requests: Vec<R> = jobs.iter().map(|j| j.request.clone()).collect();
+        let Some(jobs) = answer(jobs, self.make(&requests, now).await) else {
             return;
         };
         for job in jobs {
-            let single = vec![job.request.clone()];
-            let made = self
-                .run(Mode::Write, |db| {
-                    let (requests, cache) = (single.clone(), self.timelines.clone());
-                    unit!(allocations::create_batch(db, &requests, now, &cache).await)
-                })
-                .await;
+            let made = self.make(std::slice::from_ref(&job.request), now).await;
             answer(vec![job], made);
         }
     }
 
-    /// As `make_creates`, for reads of allocations (one statement, no
-    /// transaction).
-    async fn make_gets(self, jobs: Vec<Job<allocations::GetRequest>>) {
-        let now = batch_now(&jobs);
-        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
-        let made = self
-            .run(Mode::Read, |db| {
-                let requests = requests.clone();
-                unit!(allocations::load_batch(db, &requests, now).await)
-            })
-            .await;
-        let Some(jobs) = answer(jobs, made) else {
-            return;
-        };
-        for job in jobs {
-            let single = vec![job.request.clone()];
-            let made = self
-                .run(Mode::Read, |db| {
-                    let requests = single.clone();
-                    unit!(allocations::load_batch(db, &requests, now).await)
-                })
-                .await;
-            answer(vec![job], made);
-        }
-    }
-
-    /// As `make_gets`, for forecasts whose figures are cached (see
-    /// `requests::forecast_cached`).
-    async fn make_forecasts(self, jobs: Vec<Job<requests::ForecastRequest>>) {
-        let now = batch_now(&jobs);
-        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
-        let made = self
-            .run(Mode::Read, |db| {
-                let (requests, cache) = (requests.clone(), self.forecasts.clone());
-                unit!(requests::forecast_cached(db, &requests, now, &cache).await)
-            })
-            .await;
-        let Some(jobs) = answer(jobs, made) else {
-            return;
-        };
-        for job in jobs {
-            let single = vec![job.request.clone()];
-            let made = self
-                .run(Mode::Read, |db| {
-                    let (requests, cache) = (single.clone(), self.forecasts.clone());
-                    unit!(requests::forecast_cached(db, &requests, now, &cache).await)
-                })
-                .await;
-            answer(vec![job], made);
-        }
-    }
-
-    /// As `make_creates`, for PATCHes.
-    async fn make_patches(self, jobs: Vec<Job<allocations::PatchRequest>>) {
-        let now = batch_now(&jobs);
-        let requests: Vec<_> = jobs.iter().map(|j| j.request.clone()).collect();
-        let made = self
-            .run(Mode::Write, |db| {
-                let (requests, cache) = (requests.clone(), self.timelines.clone());
-                unit!(allocations::patch_batch(db, &requests, now, true, &cache).await)
-            })
-            .await;
-        let Some(jobs) = answer(jobs, made) else {
-            return;
-        };
-        for job in jobs {
-            let single = vec![job.request.clone()];
-            let made = self
-                .run(Mode::Write, |db| {
-                    let (requests, cache) = (single.clone(), self.timelines.clone());
-                    unit!(allocations::patch_batch(db, &requests, now, true, &cache).await)
-                })
-                .await;
-            answer(vec![job], made);
-        }
+    async fn make<R: Batched>(
+        &self,
+        requests: &[R],
+        now: Instant,
+    ) -> Result<Vec<Result<R::Output>>> {
+        self.run(R::MODE, |db| {
+            let (store, requests) = (self.handle(), requests.to_vec());
+            unit!(R::make(&store, db, &requests, now).await)
+        })
+        .await
     }
 
     /// Group commit: the write joins a queue; whoever gets one of the
@@ -487,7 +447,6 @@ impl PostgresStore {
         combiner: &Combiner<R>,
         request: R,
         now: Instant,
-        make: MakeBatch<R>,
     ) -> Result<R::Output> {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         combiner
@@ -538,7 +497,7 @@ impl PostgresStore {
             let store = self.handle();
             let _ = tokio::spawn(async move {
                 let _permit = permit;
-                make(store, jobs).await;
+                store.make_batch(jobs).await;
             })
             .await;
         }
@@ -829,10 +788,7 @@ impl Store for PostgresStore {
             scope: scope.clone(),
             new,
         };
-        self.combined(&self.creates, request, now, |store, jobs| {
-            Box::pin(store.make_creates(jobs))
-        })
-        .await
+        self.combined(&self.creates, request, now).await
     }
 
     async fn get_allocation(
@@ -847,10 +803,7 @@ impl Store for PostgresStore {
             scope: scope.clone(),
             id: id.clone(),
         };
-        self.combined(&self.gets, request, now, |store, jobs| {
-            Box::pin(store.make_gets(jobs))
-        })
-        .await
+        self.combined(&self.gets, request, now).await
     }
 
     async fn list_allocations(
@@ -918,10 +871,7 @@ impl Store for PostgresStore {
             id: id.clone(),
             patch,
         };
-        self.combined(&self.patches, request, now, |store, jobs| {
-            Box::pin(store.make_patches(jobs))
-        })
-        .await
+        self.combined(&self.patches, request, now).await
     }
 
     async fn allocation_history(
@@ -1063,11 +1013,7 @@ impl Store for PostgresStore {
             rt: resource_type,
             period,
         };
-        let cached = self
-            .combined(&self.forecast_reads, request, now, |store, jobs| {
-                Box::pin(store.make_forecasts(jobs))
-            })
-            .await?;
+        let cached = self.combined(&self.forecast_reads, request, now).await?;
         if let Some(data) = cached {
             return Ok(data);
         }

@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 const SELECT: &str = "SELECT a.seq, a.id, p.id, a.workspace_id, a.organization_id, a.service_line_id, \
     a.resource_type, p.period, a.status, a.starts_at, a.ends_at, a.closed_at, a.created_at, a.updated_at, \
     a.version, (a.status <> 'closed' AND l.status = 'closed'), \
-    COALESCE((SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = ?1), 0) \
+    COALESCE((SELECT u.quantity FROM usage_weeks u WHERE u.allocation_seq = a.seq AND u.week_start = ?1), 0), \
+    a.pool_seq, p.overcommit_ratio \
     FROM allocations a JOIN pools p ON p.seq = a.pool_seq JOIN service_lines l ON l.id = a.service_line_id";
 
 /// The allocation query as of `now`: `?1` is bound to the start of the
@@ -42,14 +43,26 @@ fn last_week(now: Instant) -> (Instant, Instant) {
     (end.plus_micros(-MICROS_PER_WEEK), end)
 }
 
+/// An allocation's row numbers, and what a change to it is judged by.
+#[derive(Clone, Copy)]
+struct Head {
+    seq: i64,
+    pool_seq: i64,
+    overcommit_ratio: i64,
+}
+
 /// An allocation row before its terms are attached.
 struct RowData {
-    seq: i64,
+    head: Head,
     alloc: Option<Allocation>,
 }
 
 fn row(r: &Row<'_>) -> rusqlite::Result<RowData> {
-    let seq: i64 = r.get(0)?;
+    let head = Head {
+        seq: r.get(0)?,
+        pool_seq: r.get(17)?,
+        overcommit_ratio: r.get(18)?,
+    };
     let rt: String = r.get(6)?;
     let period: String = r.get(7)?;
     let status: String = r.get(8)?;
@@ -59,10 +72,10 @@ fn row(r: &Row<'_>) -> rusqlite::Result<RowData> {
         AllocationStatus::parse(&status),
     );
     let (Some(resource_type), Some(period), Some(status)) = parsed else {
-        return Ok(RowData { seq, alloc: None });
+        return Ok(RowData { head, alloc: None });
     };
     Ok(RowData {
-        seq,
+        head,
         alloc: Some(Allocation {
             id: AllocationId::from_trusted(r.get(1)?),
             capacity_pool_id: PoolId::from_trusted(r.get(2)?),
@@ -91,7 +104,7 @@ fn complete(
     conn: &Connection,
     data: RowData,
     now: Instant,
-) -> Result<(i64, Allocation), StoreError> {
+) -> Result<(Head, Allocation), StoreError> {
     let mut a = text_or_internal(data.alloc, "allocation")?;
     let mut stmt = conn
         .prepare_cached(
@@ -100,7 +113,7 @@ fn complete(
         )
         .db()?;
     a.terms = stmt
-        .query_map([data.seq], |r| {
+        .query_map([data.head.seq], |r| {
             let resources: String = r.get(2)?;
             Ok(Terms {
                 effective_at: Instant::from_micros(r.get(0)?),
@@ -121,15 +134,26 @@ fn complete(
     let (week_start, week_end) = last_week(now);
     a.committed_last_week =
         Quantity::from_thousandths(a.commitment_timeline().peak(week_start, week_end));
-    Ok((data.seq, a))
+    Ok((data.head, a))
 }
 
+/// A visible allocation and its sequence number.
 pub fn load(
     conn: &Connection,
     scope: &Scope,
     id: &AllocationId,
     now: Instant,
 ) -> Result<(i64, Allocation), StoreError> {
+    find(conn, scope, id, now).map(|(head, a)| (head.seq, a))
+}
+
+/// As [`load`], with the row numbers and the pool's overcommit ratio.
+fn find(
+    conn: &Connection,
+    scope: &Scope,
+    id: &AllocationId,
+    now: Instant,
+) -> Result<(Head, Allocation), StoreError> {
     // A minted id's number is its row's `seq`: the row is found by rowid,
     // without a walk down the `id` index (one random page fewer per read of
     // a large table). Ids whose number is not their `seq` (none are minted
@@ -199,7 +223,7 @@ pub fn list(
             .db()?;
         let rows = rows
             .into_iter()
-            .map(|d| complete(conn, d, now))
+            .map(|d| complete(conn, d, now).map(|(head, a)| (head.seq, a)))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Page::from_rows(rows, page.limit));
     };
@@ -215,9 +239,9 @@ pub fn list(
         .db()?;
     let mut kept = Vec::new();
     while let Some(r) = rows.next().db()? {
-        let (seq, a) = complete(conn, row(r).db()?, now)?;
+        let (head, a) = complete(conn, row(r).db()?, now)?;
         if a.utilisation_percent().is_some_and(|p| p.tenths() < below) {
-            kept.push((seq, a));
+            kept.push((head.seq, a));
             if kept.len() > page.limit as usize {
                 break;
             }
@@ -559,7 +583,14 @@ pub fn patch(
     patch: AllocationPatch,
     now: Instant,
 ) -> Result<Allocation, StoreError> {
-    let (seq, old) = load(conn, scope, id, now)?;
+    let (
+        Head {
+            seq,
+            pool_seq,
+            overcommit_ratio,
+        },
+        old,
+    ) = find(conn, scope, id, now)?;
     let Some(PatchPlan {
         new,
         change,
@@ -572,15 +603,6 @@ pub fn patch(
     let reason = patch.reason.as_deref();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
-    // (The allocation was found in scope: so is its pool.)
-    let (pool_seq, overcommit_ratio): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT p.seq, p.overcommit_ratio FROM allocations a JOIN pools p ON p.seq = a.pool_seq \
-             WHERE a.seq = ?1",
-        )
-        .db()?
-        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
-        .db()?;
     let delta = new.commitment_timeline().minus(&old.commitment_timeline());
     if delta.steps().iter().any(|s| s.1 > 0) {
         let supply = pools::supply_timeline(conn, pool_seq)?;

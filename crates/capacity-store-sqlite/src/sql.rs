@@ -38,9 +38,10 @@ impl Query {
         }
     }
 
-    pub fn bind(&mut self, v: impl Into<Value>) -> String {
+    /// Binds the next positional parameter (`?1` for the first), for a
+    /// placeholder already in the SQL.
+    pub fn bind(&mut self, v: impl Into<Value>) {
         self.params.push(v.into());
-        format!("?{}", self.params.len())
     }
 
     /// Adds `AND <clause>`, where `{}` in the clause is replaced by a fresh parameter.
@@ -52,7 +53,7 @@ impl Query {
         let mut pieces = clause.split("{}");
         self.sql.push_str(pieces.next().unwrap_or_default());
         for piece in pieces {
-            self.push_param(self.params.len());
+            self.write_index(self.params.len());
             self.sql.push_str(piece);
         }
     }
@@ -62,13 +63,27 @@ impl Query {
         self.sql.push_str(clause);
     }
 
+    /// Adds `AND <column><op>?n`, binding `v`.
+    fn and_column(&mut self, column: &str, op: &str, v: impl Into<Value>) {
+        self.where_word();
+        self.sql.push_str(column);
+        self.sql.push_str(op);
+        self.param(v);
+    }
+
     fn where_word(&mut self) {
         self.sql
             .push_str(if self.has_where { " AND " } else { " WHERE " });
         self.has_where = true;
     }
 
-    fn push_param(&mut self, n: usize) {
+    /// Binds `v` and writes its placeholder.
+    fn param(&mut self, v: impl Into<Value>) {
+        self.params.push(v.into());
+        self.write_index(self.params.len());
+    }
+
+    fn write_index(&mut self, n: usize) {
         self.sql.push('?');
         self.sql.push_str(itoa::Buffer::new().format(n));
     }
@@ -76,11 +91,7 @@ impl Query {
     /// Restricts rows to what `scope` may see, through the named columns.
     pub fn scoped(&mut self, scope: &Scope, org_col: &str, ws_col: &str) {
         if let Tenant::Organization { id, workspaces } = &scope.tenant {
-            self.params.push(id.as_str().to_owned().into());
-            self.where_word();
-            self.sql.push_str(org_col);
-            self.sql.push_str(" = ");
-            self.push_param(self.params.len());
+            self.and_column(org_col, " = ", id.as_str().to_owned());
             if let Some(ws) = workspaces {
                 self.where_word();
                 self.sql.push_str(ws_col);
@@ -92,8 +103,7 @@ impl Query {
                     if i > 0 {
                         self.sql.push_str(", ");
                     }
-                    self.params.push(w.as_str().to_owned().into());
-                    self.push_param(self.params.len());
+                    self.param(w.as_str().to_owned());
                 }
                 self.sql.push(')');
             }
@@ -102,10 +112,12 @@ impl Query {
 
     pub fn page(&mut self, seq_col: &str, after: Option<i64>, limit: u32) {
         if let Some(after) = after {
-            self.and(&format!("{seq_col} > {{}}"), after);
+            self.and_column(seq_col, " > ", after);
         }
-        let l = self.bind(limit as i64 + 1);
-        self.sql.push_str(&format!(" ORDER BY {seq_col} LIMIT {l}"));
+        self.sql.push_str(" ORDER BY ");
+        self.sql.push_str(seq_col);
+        self.sql.push_str(" LIMIT ");
+        self.param(limit as i64 + 1);
     }
 }
 

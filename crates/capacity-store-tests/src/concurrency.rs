@@ -6,6 +6,7 @@
 use crate::adjustments::adjustment;
 use crate::usage::record;
 use crate::*;
+use capacity_domain::forecast::PlanningPeriod;
 use capacity_store::{AllocationFilter, EventFilter, UsageOutcome};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -403,10 +404,66 @@ pub async fn concurrent_usage_batches_roll_up_exactly(store: Arc<dyn Store>) {
     // Of ids 0..450: ≡0 mod 4 → 113, ≡1 → 113, ≡2 → 112, ≡3 → 112.
     assert_eq!(series(a.id.clone()).await, vec![1120, 1130]);
     assert_eq!(series(b.id.clone()).await, vec![1120, 1130]);
-    let q2 = capacity_domain::forecast::PlanningPeriod::parse("2026-Q2").unwrap();
+    let q2 = PlanningPeriod::parse("2026-Q2").unwrap();
     let d = store
         .forecast_data(&platform(), &ws(WS_A), ResourceType::TalentHours, q2, now())
         .await
         .unwrap();
     assert_eq!(d.usage_last_12_weeks.thousandths(), 4500);
+}
+
+/// Concurrent reads by different tenants (which a store may make together,
+/// as PostgreSQL does: one statement per batch) each see only what their
+/// own scope sees.
+pub async fn concurrent_reads_see_only_their_own_tenant(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let pool_a = talent_pool(s, 100).await;
+    let pool_b = s
+        .create_pool(
+            &platform(),
+            new_pool(ORG_B, WS_B, ResourceType::TalentHours, 100),
+            now(),
+        )
+        .await
+        .unwrap();
+    let a = allocate(s, &pool_a.id, 1, 10).await.unwrap();
+    let b = allocate(s, &pool_b.id, 2, 10).await.unwrap();
+    let q2 = PlanningPeriod::parse("2026-Q2").unwrap();
+    let mut tasks = JoinSet::new();
+    for i in 0..64 {
+        let store = store.clone();
+        let (a, b) = (a.id.clone(), b.id.clone());
+        let (pool_a, pool_b) = (pool_a.id.clone(), pool_b.id.clone());
+        tasks.spawn(async move {
+            // Even tasks read as organization A, odd ones as B; each asks
+            // for its own allocation and workspace and for the other's.
+            let (me, (mine, theirs), (my_ws, their_ws), my_pool) = if i % 2 == 0 {
+                (ORG_A, (a, b), (WS_A, WS_B), pool_a)
+            } else {
+                (ORG_B, (b, a), (WS_B, WS_A), pool_b)
+            };
+            let scope = organization(me, None);
+            let got = store.get_allocation(&scope, &mine, now()).await.unwrap();
+            assert_eq!(got.id, mine);
+            assert_not_found(store.get_allocation(&scope, &theirs, now()).await);
+            let forecast = store
+                .forecast_data(&scope, &ws(my_ws), ResourceType::TalentHours, q2, now())
+                .await
+                .unwrap();
+            assert_eq!(forecast.pool.map(|p| p.id), Some(my_pool));
+            let other = store
+                .forecast_data(&scope, &ws(their_ws), ResourceType::TalentHours, q2, now())
+                .await;
+            if let Ok(other) = other {
+                assert!(
+                    other.pool.is_none(),
+                    "a forecast showed another tenant's pool"
+                );
+                assert_eq!(other.usage_last_12_weeks, units(0));
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task");
+    }
 }

@@ -124,6 +124,10 @@ macro_rules! conformance_tests {
         $crate::conformance_test!($fresh, concurrency::concurrent_pool_creation_makes_one_pool);
         $crate::conformance_test!(
             $fresh,
+            concurrency::concurrent_reads_see_only_their_own_tenant
+        );
+        $crate::conformance_test!(
+            $fresh,
             concurrency::concurrent_creates_may_share_a_new_service_line
         );
         $crate::conformance_test!(
