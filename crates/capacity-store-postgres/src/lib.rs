@@ -138,6 +138,7 @@ pub struct PostgresStore {
     timelines: std::sync::Arc<pools::TimelineCache>,
     creates: std::sync::Arc<Combiner<allocations::CreateRequest>>,
     gets: std::sync::Arc<Combiner<allocations::GetRequest>>,
+    pool_lists: std::sync::Arc<Combiner<pools::WorkspaceListRequest>>,
     forecast_reads: std::sync::Arc<Combiner<requests::ForecastRequest>>,
     patches: std::sync::Arc<Combiner<allocations::PatchRequest>>,
 }
@@ -207,6 +208,20 @@ impl Batched for allocations::GetRequest {
         now: Instant,
     ) -> Result<Vec<Result<Allocation>>> {
         allocations::load_batch(db, requests, now).await
+    }
+}
+
+/// Lists of one workspace's pools: one statement, no transaction.
+impl Batched for pools::WorkspaceListRequest {
+    type Output = Page<Pool>;
+    const MODE: Mode = Mode::Read;
+    async fn make(
+        _: &PostgresStore,
+        db: &Db<'_>,
+        requests: &[Self],
+        now: Instant,
+    ) -> Result<Vec<Result<Page<Pool>>>> {
+        pools::list_batch(db, requests, now).await
     }
 }
 
@@ -329,6 +344,7 @@ impl PostgresStore {
             timelines: Default::default(),
             creates: Default::default(),
             gets: Default::default(),
+            pool_lists: Default::default(),
             forecast_reads: Default::default(),
             patches: Default::default(),
         };
@@ -403,6 +419,7 @@ impl PostgresStore {
             timelines: self.timelines.clone(),
             creates: self.creates.clone(),
             gets: self.gets.clone(),
+            pool_lists: self.pool_lists.clone(),
             forecast_reads: self.forecast_reads.clone(),
             patches: self.patches.clone(),
         }
@@ -744,6 +761,17 @@ impl Store for PostgresStore {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Pool>> {
+        // A workspace's pools (the usual list) are read together with
+        // concurrent ones (see `pools::list_batch`).
+        if let Some(workspace_id) = filter.workspace_id.clone() {
+            let request = pools::WorkspaceListRequest {
+                scope: scope.clone(),
+                workspace_id,
+                filter,
+                page,
+            };
+            return self.combined(&self.pool_lists, request, now).await;
+        }
         self.run(Mode::Read, |db| {
             let (scope, filter) = (scope.clone(), filter.clone());
             unit!(pools::list(db, &scope, &filter, page, now).await)

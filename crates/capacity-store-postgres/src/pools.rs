@@ -156,6 +156,64 @@ pub async fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
+/// A list of one workspace's pools waiting to be read, with its caller's
+/// scope and the rest of its filter.
+#[derive(Clone)]
+pub struct WorkspaceListRequest {
+    pub scope: Scope,
+    pub workspace_id: WorkspaceId,
+    pub filter: PoolFilter,
+    pub page: PageRequest,
+}
+
+/// Reads the pools of a batch of workspace lists in one statement
+/// (concurrent lists read together: one execution, one round trip), and
+/// answers each request's page: what [`list`] would, in order. A workspace
+/// has at most one pool per resource type, so its rows are few and are
+/// filtered, scoped and paged here rather than in SQL.
+pub async fn list_batch(
+    db: &Db<'_>,
+    requests: &[WorkspaceListRequest],
+    now: Instant,
+) -> Result<Vec<Result<Page<Pool>, StoreError>>, StoreError> {
+    let mut workspaces: Vec<String> = requests
+        .iter()
+        .map(|r| r.workspace_id.as_str().to_owned())
+        .collect();
+    workspaces.sort_unstable();
+    workspaces.dedup();
+    let mut q = Query::new(SELECT);
+    q.bind(now.micros());
+    q.and("p.workspace_id = ANY({})", workspaces);
+    q.push(" ORDER BY p.seq");
+    let mut rows = Vec::new();
+    for r in db.query_built(&q).await? {
+        let (seq, pool) = row(&r).db()?;
+        rows.push((seq, text_or_internal(pool, "pool")?));
+    }
+    Ok(requests
+        .iter()
+        .map(|req| {
+            let f = &req.filter;
+            let page = rows
+                .iter()
+                .filter(|(seq, p)| {
+                    p.workspace_id == req.workspace_id
+                        && req.scope.sees(&p.organization_id, &p.workspace_id)
+                        && f.organization_id
+                            .as_ref()
+                            .is_none_or(|o| *o == p.organization_id)
+                        && f.resource_type.is_none_or(|rt| rt == p.resource_type)
+                        && req.page.after.is_none_or(|after| *seq > after)
+                })
+                .take(req.page.limit as usize + 1)
+                .cloned()
+                .collect();
+            Ok(Page::from_rows(page, req.page.limit))
+        })
+        .collect())
+}
+
 /// The visible pool of a workspace for a resource type, if any, with its
 /// sequence number (one query; SQLite lists, then loads).
 pub async fn find(

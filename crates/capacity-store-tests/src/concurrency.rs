@@ -7,7 +7,7 @@ use crate::adjustments::adjustment;
 use crate::usage::record;
 use crate::*;
 use capacity_domain::forecast::PlanningPeriod;
-use capacity_store::{AllocationFilter, EventFilter, UsageOutcome};
+use capacity_store::{AllocationFilter, EventFilter, PageRequest, PoolFilter, UsageOutcome};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -446,6 +446,28 @@ pub async fn concurrent_reads_see_only_their_own_tenant(store: Arc<dyn Store>) {
             let got = store.get_allocation(&scope, &mine, now()).await.unwrap();
             assert_eq!(got.id, mine);
             assert_not_found(store.get_allocation(&scope, &theirs, now()).await);
+            let listed = |workspace: &str| PoolFilter {
+                workspace_id: Some(ws(workspace)),
+                ..Default::default()
+            };
+            let first = PageRequest {
+                limit: 10,
+                after: None,
+            };
+            let mine_listed = store
+                .list_pools(&scope, listed(my_ws), first, now())
+                .await
+                .unwrap();
+            let ids: Vec<_> = mine_listed.items.iter().map(|p| p.id.clone()).collect();
+            assert_eq!(ids, vec![my_pool.clone()]);
+            let theirs_listed = store
+                .list_pools(&scope, listed(their_ws), first, now())
+                .await
+                .unwrap();
+            assert!(
+                theirs_listed.items.is_empty(),
+                "a list showed another tenant's pool"
+            );
             let forecast = store
                 .forecast_data(&scope, &ws(my_ws), ResourceType::TalentHours, q2, now())
                 .await
