@@ -174,10 +174,10 @@ pub struct DemandForecast {
     pub weeks: Vec<DemandWeek>,
     /// Commitment that ends inside the period.
     pub expiring_commitments: Quantity,
-    /// The first 100 allocations whose commitment ends inside the period, by end.
-    pub expiring_allocations: Vec<ExpiringAllocation>,
     /// How many allocations end inside the period (the list holds at most 100).
     pub expiring_allocations_count: u64,
+    /// The first 100 allocations whose commitment ends inside the period, by end.
+    pub expiring_allocations: Vec<ExpiringAllocation>,
     /// Supply ledger entries effective inside the period.
     pub scheduled_supply_changes: Vec<Adjustment>,
     /// From the last 12 complete weeks of usage; `null` when nothing is committed.
