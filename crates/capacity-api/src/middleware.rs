@@ -7,11 +7,11 @@ use crate::auth::TokenSlot;
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn request_id(req: &Request) -> HeaderValue {
     req.headers()
@@ -20,7 +20,11 @@ fn request_id(req: &Request) -> HeaderValue {
         .cloned()
         .unwrap_or_else(|| {
             let bytes: [u8; 16] = rand::random();
-            HeaderValue::from_str(&hex::encode(bytes))
+            // Hex on the stack (`hex::encode` collects chars into a String).
+            let mut hex = [0u8; 32];
+            hex::encode_to_slice(bytes, &mut hex)
+                .ok()
+                .and_then(|()| HeaderValue::from_bytes(&hex).ok())
                 .unwrap_or(HeaderValue::from_static("unknown"))
         })
 }

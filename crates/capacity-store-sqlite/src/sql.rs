@@ -50,11 +50,14 @@ impl Query {
         self.where_word();
         // Written in place: every read builds its query, and with
         // `str::replace` and `format!` this was ~2 % of a get's instructions.
-        let mut pieces = clause.split("{}");
+        // Split on the `{` of each `{}` (a char search: splitting on the
+        // two-char pattern set up a substring searcher each time).
+        let mut pieces = clause.split('{');
         self.sql.push_str(pieces.next().unwrap_or_default());
         for piece in pieces {
+            debug_assert!(piece.starts_with('}'), "a clause's braces are its `{{}}`s");
             self.write_index(self.params.len());
-            self.sql.push_str(piece);
+            self.sql.push_str(piece.strip_prefix('}').unwrap_or(piece));
         }
     }
 

@@ -27,23 +27,28 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // The line is built in a `String` of its own and handed over whole:
+        // written piece by piece, each piece was a dynamic call through
+        // `Writer` (a third of the line's cost, callgrind).
+        let mut line = String::with_capacity(256);
         let meta = event.metadata();
         write!(
-            w,
+            line,
             "{{\"timestamp\":\"{:.6}\",\"level\":\"{}\",\"fields\":{{",
             jiff::Timestamp::now(),
             meta.level()
         )?;
         let mut fields = Fields {
-            w: &mut w,
+            w: &mut line,
             first: true,
             result: Ok(()),
         };
         event.record(&mut fields);
         fields.result?;
-        w.write_str("},\"target\":")?;
-        string(&mut w, meta.target())?;
-        w.write_str("}\n")
+        line.push_str("},\"target\":");
+        string(&mut line, meta.target())?;
+        line.push_str("}\n");
+        w.write_str(&line)
     }
 }
 
@@ -78,11 +83,11 @@ impl<W: Write> Visit for Fields<'_, W> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
