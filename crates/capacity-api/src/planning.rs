@@ -9,7 +9,8 @@ use crate::page::{DataBody, list_body, page_request};
 use crate::params::{opt_parse, path_id};
 use crate::pools::{not_found, parse_resource_type};
 use crate::schemas::{
-    CostReport, DemandForecast, DemandRequestView, DemandWeek, ExpiringAllocation,
+    AllocationCost, CostReport, CostTotal, DemandForecast, DemandRequestView, DemandWeek,
+    ExpiringAllocation, Money, PoolCost,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -24,7 +25,6 @@ use capacity_domain::utilisation::Percent;
 use capacity_domain::{AllocationId, Instant, OrgId, Quantity, ResourceType, WorkspaceId};
 use capacity_store::{CommitmentInput, NewDemandRequest, RequestFilter, RequestUpdate, unit_name};
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
@@ -348,8 +348,11 @@ pub struct CostQuery {
     period: Option<String>,
 }
 
-fn money(cents: i128, currency: &str) -> serde_json::Value {
-    json!({ "amount": format_cents(cents), "currency": currency })
+fn money(cents: i128, currency: &str) -> Money {
+    Money {
+        amount: format_cents(cents),
+        currency: currency.to_owned(),
+    }
 }
 
 /// Cost report
@@ -383,40 +386,68 @@ pub async fn costs(
             .unit_price
             .as_ref()
             .and_then(|p| parse_price_micros(&p.amount).map(|m| (m, p.currency.clone())));
-        let rows: Vec<_> = allocations
+        // Typed, not `json!` (see `demand`): a workspace of 100,000
+        // allocations answers a row for each.
+        let rows = allocations
             .iter()
             .map(|(a, used)| {
-                let mut row = json!({ "allocation_id": a.id, "service_line_id": a.service_line_id, "delivered_quantity": used });
+                let mut row = AllocationCost {
+                    allocation_id: a.id.clone(),
+                    service_line_id: a.service_line_id.clone(),
+                    delivered_quantity: *used,
+                    committed_cost: None,
+                    delivered_cost_to_date: None,
+                    projected_cost: None,
+                };
                 if let Some((micros, currency)) = &price {
-                    let committed = committed_cents(&a.commitment_timeline(), pool.period, period.start, period.end, *micros);
+                    let committed = committed_cents(
+                        &a.commitment_timeline(),
+                        pool.period,
+                        period.start,
+                        period.end,
+                        *micros,
+                    );
                     let delivered = usage_cents(used.thousandths(), *micros);
-                    let projected = projected_cents(delivered, committed, period.start, period.end, now);
+                    let projected =
+                        projected_cents(delivered, committed, period.start, period.end, now);
                     let t = totals.entry(currency.clone()).or_default();
                     t[0] += committed;
                     t[1] += delivered;
                     t[2] += projected;
-                    row["committed_cost"] = money(committed, currency);
-                    row["delivered_cost_to_date"] = money(delivered, currency);
-                    row["projected_cost"] = money(projected, currency);
+                    row.committed_cost = Some(money(committed, currency));
+                    row.delivered_cost_to_date = Some(money(delivered, currency));
+                    row.projected_cost = Some(money(projected, currency));
                 }
                 row
             })
             .collect();
-        pools.push(json!({
-            "capacity_pool_id": pool.id,
-            "resource_type": pool.resource_type,
-            "unit_price": pool.unit_price,
-            "priced": price.is_some(),
-            "allocations": rows,
-        }));
+        pools.push(PoolCost {
+            capacity_pool_id: pool.id.clone(),
+            resource_type: pool.resource_type,
+            unit_price: pool.unit_price.clone(),
+            priced: price.is_some(),
+            allocations: rows,
+        });
     }
-    let totals: Vec<_> = totals
+    let totals = totals
         .iter()
-        .map(|(c, t)| json!({ "currency": c, "committed_cost": money(t[0], c), "delivered_cost_to_date": money(t[1], c), "projected_cost": money(t[2], c) }))
+        .map(|(c, t)| CostTotal {
+            currency: c.clone(),
+            committed_cost: money(t[0], c),
+            delivered_cost_to_date: money(t[1], c),
+            projected_cost: money(t[2], c),
+        })
         .collect();
-    let body = json!({ "data": {
-        "workspace_id": ws, "period": label, "from": period.start, "to": period.end, "as_of": now.min(period.end),
-        "totals": totals, "pools": pools,
-    }});
+    let body = DataBody {
+        data: CostReport {
+            workspace_id: ws,
+            period: label,
+            from: period.start,
+            to: period.end,
+            as_of: now.min(period.end),
+            totals,
+            pools,
+        },
+    };
     Ok(axum::Json(body).into_response())
 }

@@ -200,8 +200,11 @@ pub struct AllocationCost {
     pub service_line_id: ServiceLineId,
     /// Usage inside the month so far.
     pub delivered_quantity: Quantity,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub committed_cost: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_cost_to_date: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub projected_cost: Option<Money>,
 }
 

@@ -338,6 +338,45 @@ async fn costs_are_exact_and_per_allocation() {
 }
 
 #[tokio::test]
+async fn an_unpriced_pools_costs_leave_the_amounts_out() {
+    let app = spawn_app().await;
+    let pool = app
+        .post(
+            "/v1/capacity",
+            &app.tokens.platform,
+            json!({"workspace_id": "WS-26-000022", "organization_id": ORG,
+                   "resource_type": "compute", "total": 100}),
+        )
+        .await;
+    assert_eq!(pool.status, 201, "{}", pool.body);
+    assert_eq!(pool.body["data"]["unit_price"], serde_json::Value::Null);
+    let alloc = app
+        .post(
+            "/v1/capacity/allocations",
+            &app.tokens.platform,
+            json!({"capacity_pool_id": pool.body["data"]["id"],
+                   "service_line_id": "LIN-26-000777", "committed": 10}),
+        )
+        .await;
+    assert_eq!(alloc.status, 201, "{}", alloc.body);
+    let a = app
+        .get(
+            "/v1/capacity/costs?workspace_id=WS-26-000022&period=2026-04",
+            &app.tokens.platform,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let d = &a.body["data"];
+    assert_eq!(d["totals"], json!([]));
+    assert_eq!(d["pools"][0]["priced"], false);
+    assert_eq!(
+        d["pools"][0]["allocations"],
+        json!([{"allocation_id": alloc.body["data"]["id"],
+                "service_line_id": "LIN-26-000777", "delivered_quantity": 0}])
+    );
+}
+
+#[tokio::test]
 async fn low_utilisation_is_evaluated_once_a_week() {
     let app = spawn_app().await;
     let mut events = serde_json::Value::Null;
