@@ -8,9 +8,10 @@
 //!   plans of its prepared statements (and of the foreign-key checks) for
 //!   its lifetime (`plan_cache_mode = force_generic_plan`: PostgreSQL's own
 //!   choice kept planning the batch writes afresh at every execution, their
-//!   arrays' lengths making the generic plan look dearer). Planned while a table was small or had no statistics yet
-//!   (a new database; a server whose autovacuum is off or behind), such a
-//!   plan scans the whole table and gets slower as the table grows (creates
+//!   arrays' lengths making the generic plan look dearer). Planned while a
+//!   table was small or had no statistics yet (a new database; a server
+//!   whose autovacuum is off or behind), such a plan scans the whole table
+//!   and gets slower as the table grows (creates
 //!   fell from ~3,700/s to ~2,400/s within 20 s as `service_lines` and
 //!   `allocations` grew). A query with no index to use still scans.
 //! - Every unit of work runs through [`PostgresStore`]'s `run`: writes in one
@@ -136,6 +137,13 @@ pub struct PostgresStore {
     pool: PgPool,
     forecasts: std::sync::Arc<capacity_store::ForecastCache>,
     timelines: std::sync::Arc<pools::TimelineCache>,
+    batches: Batches,
+}
+
+/// The requests made in batches, one queue per kind (shared by every
+/// handle on the store).
+#[derive(Clone, Default)]
+struct Batches {
     creates: std::sync::Arc<Combiner<allocations::CreateRequest>>,
     gets: std::sync::Arc<Combiner<allocations::GetRequest>>,
     pool_lists: std::sync::Arc<Combiner<pools::WorkspaceListRequest>>,
@@ -342,11 +350,7 @@ impl PostgresStore {
             pool,
             forecasts: Default::default(),
             timelines: Default::default(),
-            creates: Default::default(),
-            gets: Default::default(),
-            pool_lists: Default::default(),
-            forecast_reads: Default::default(),
-            patches: Default::default(),
+            batches: Batches::default(),
         };
         let mut client = store.client().await?;
         migrate::migrate(&mut client).await?;
@@ -417,11 +421,7 @@ impl PostgresStore {
             pool: self.pool.clone(),
             forecasts: self.forecasts.clone(),
             timelines: self.timelines.clone(),
-            creates: self.creates.clone(),
-            gets: self.gets.clone(),
-            pool_lists: self.pool_lists.clone(),
-            forecast_reads: self.forecast_reads.clone(),
-            patches: self.patches.clone(),
+            batches: self.batches.clone(),
         }
     }
 
@@ -770,7 +770,7 @@ impl Store for PostgresStore {
                 filter,
                 page,
             };
-            return self.combined(&self.pool_lists, request, now).await;
+            return self.combined(&self.batches.pool_lists, request, now).await;
         }
         self.run(Mode::Read, |db| {
             let (scope, filter) = (scope.clone(), filter.clone());
@@ -816,7 +816,7 @@ impl Store for PostgresStore {
             scope: scope.clone(),
             new,
         };
-        self.combined(&self.creates, request, now).await
+        self.combined(&self.batches.creates, request, now).await
     }
 
     async fn get_allocation(
@@ -831,7 +831,7 @@ impl Store for PostgresStore {
             scope: scope.clone(),
             id: id.clone(),
         };
-        self.combined(&self.gets, request, now).await
+        self.combined(&self.batches.gets, request, now).await
     }
 
     async fn list_allocations(
@@ -899,7 +899,7 @@ impl Store for PostgresStore {
             id: id.clone(),
             patch,
         };
-        self.combined(&self.patches, request, now).await
+        self.combined(&self.batches.patches, request, now).await
     }
 
     async fn allocation_history(
@@ -1041,7 +1041,9 @@ impl Store for PostgresStore {
             rt: resource_type,
             period,
         };
-        let cached = self.combined(&self.forecast_reads, request, now).await?;
+        let cached = self
+            .combined(&self.batches.forecast_reads, request, now)
+            .await?;
         if let Some(data) = cached {
             return Ok(data);
         }

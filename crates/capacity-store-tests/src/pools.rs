@@ -3,7 +3,7 @@
 use crate::*;
 use capacity_domain::MintedPrefix;
 use capacity_domain::model::SupplySource;
-use capacity_store::{AllocationPatch, EventFilter, PoolFilter};
+use capacity_store::{AllocationPatch, EventFilter, PageRequest, PoolFilter};
 use std::sync::Arc;
 
 pub async fn a_pool_starts_with_its_opening_supply(store: Arc<dyn Store>) {
@@ -201,6 +201,42 @@ pub async fn pool_filters_select_what_they_name(store: Arc<dyn Store>) {
         .await,
         vec![]
     );
+    // A workspace's list with the other filters and a cursor (PostgreSQL
+    // cuts these pages from one batch read).
+    assert_eq!(
+        ids(PoolFilter {
+            workspace_id: Some(ws(WS_A)),
+            organization_id: Some(OrgId::parse(ORG_B).unwrap()),
+            ..Default::default()
+        })
+        .await,
+        vec![]
+    );
+    let in_a = || PoolFilter {
+        workspace_id: Some(ws(WS_A)),
+        ..Default::default()
+    };
+    let first = s
+        .list_pools(&platform(), in_a(), page(1), now())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items.iter().map(|p| &p.id).collect::<Vec<_>>(),
+        [&a_talent.id]
+    );
+    let after = PageRequest {
+        limit: 1,
+        after: first.next,
+    };
+    let second = s
+        .list_pools(&platform(), in_a(), after, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.items.iter().map(|p| &p.id).collect::<Vec<_>>(),
+        [&a_compute.id]
+    );
+    assert_eq!(second.next, None);
 }
 
 /// A pool's commitment at any instant is the sum of its allocations'
