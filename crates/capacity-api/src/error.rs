@@ -246,6 +246,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Missing(what) => ApiError::not_found(what),
             StoreError::InsufficientCapacity { overcommit, unit } => {
                 let mut err = ApiError::new(
                     StatusCode::CONFLICT,

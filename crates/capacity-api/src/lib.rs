@@ -33,6 +33,7 @@ pub mod schemas;
 pub mod service_lines;
 pub mod usage;
 pub mod webhooks;
+pub mod workspaces;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -99,6 +100,8 @@ impl AppState {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi;
     let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(workspaces::list))
+        .routes(routes!(workspaces::get, workspaces::put))
         .routes(routes!(pools::list, pools::create))
         .routes(routes!(allocations::list, allocations::create))
         .routes(routes!(allocations::get, allocations::patch))

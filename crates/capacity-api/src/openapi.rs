@@ -21,6 +21,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     ),
     components(schemas(Problem, FieldError, ProblemCode)),
     tags(
+        (name = "workspaces", description = "Which organization each workspace belongs to"),
         (name = "pools", description = "Capacity pools and their supply ledger"),
         (name = "allocations", description = "Supply committed to service lines"),
         (name = "service-lines", description = "Lifecycle signals from the platform"),
@@ -304,6 +305,7 @@ fn conflict_codes(method: &str, path: &str) -> Vec<&'static str> {
             "service_line_workspace_mismatch",
             "workspace_organization_mismatch",
         ],
+        ("put", "/v1/workspaces/{id}") => vec!["workspace_organization_mismatch"],
         ("post", "/v1/capacity/requests") => vec!["workspace_organization_mismatch"],
         ("patch", "/v1/capacity/requests/{id}") => vec!["request_not_pending"],
         _ => vec![],

@@ -33,7 +33,9 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     workspace_id: WorkspaceId,
-    /// Needed only when the workspace has not been seen before.
+    /// Platform tokens: registers the workspace to this organization when it
+    /// is not registered yet. An organization token names only its own
+    /// registered workspaces.
     organization_id: Option<OrgId>,
     resource_type: ResourceType,
     /// Per the workspace pool's period (the type's default period without a pool).

@@ -94,6 +94,17 @@ pub struct UtilisationSeries {
     pub weeks: Vec<capacity_domain::model::UtilisationWeek>,
 }
 
+/// A workspace and the organization it belongs to, for ever.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Workspace)]
+pub struct WorkspaceView {
+    pub id: WorkspaceId,
+    pub organization_id: OrgId,
+    pub name: Option<String>,
+    pub created_at: Instant,
+    pub updated_at: Instant,
+}
+
 /// A service line and its allocations.
 #[derive(Serialize, ToSchema)]
 pub struct ServiceLineView {

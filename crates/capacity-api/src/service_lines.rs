@@ -20,7 +20,8 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct PutServiceLine {
     workspace_id: WorkspaceId,
-    /// Needed only when the workspace has not been seen before.
+    /// Registers the workspace to this organization when it is not
+    /// registered yet (see `PUT /v1/workspaces/{id}`).
     organization_id: Option<OrgId>,
     status: ServiceLineStatus,
     /// When closing: close the line's open allocations too (otherwise they

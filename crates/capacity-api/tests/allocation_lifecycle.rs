@@ -287,6 +287,7 @@ async fn increases_now_or_scheduled_are_checked_against_supply() {
 async fn clearing_an_end_date_is_an_increase_too() {
     let app = spawn_app().await;
     let t = &app.tokens.org_write;
+    app.activate_line("LIN-26-090001").await;
     app.patch(A441, t, json!({ "ends_at": "2026-05-31T23:59:59Z" }))
         .await;
     // The 40 freed from the end date, plus the 40 still available, go to a line starting June 1.

@@ -11,6 +11,7 @@ fn alloc(pool: &str, line: &str, committed: serde_json::Value) -> serde_json::Va
 #[tokio::test]
 async fn creating_an_allocation_commits_supply() {
     let app = spawn_app().await;
+    app.activate_line("LIN-26-090001").await;
     let body = json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": "LIN-26-090001", "committed_per_week": 12.25,
         "resources": [{"type": "talent", "id": "SCR-200001", "role": "sre", "committed_hours_per_week": 12.25}]});
     let a = app

@@ -47,6 +47,7 @@ async fn the_same_key_with_another_body_is_422() {
 #[tokio::test]
 async fn errors_are_replayed_too_and_keys_are_per_token() {
     let app = spawn_app().await;
+    app.activate_line("LIN-26-090001").await;
     let body = json!({"capacity_pool_id": "CAP-26-000112", "service_line_id": "LIN-26-090001", "committed_per_week": 500});
     let first = post_with_key(&app, &app.tokens.platform, "key-3", &body).await;
     assert_problem(&first, 409, "insufficient_capacity");

@@ -18,8 +18,8 @@ use capacity_domain::{
     WorkspaceId,
 };
 use capacity_store::{
-    AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, PatchPlan, Scope,
-    StoreError, unit_name,
+    AllocationFilter, AllocationPatch, LineRegistration, NewAllocation, Page, PageRequest,
+    PatchPlan, Scope, StoreError, unit_name,
 };
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -343,8 +343,8 @@ pub async fn create_batch(
         .pipeline(&[
             (&lock_pools, &[&pool_ids]),
             (
-                "SELECT id, workspace_id, status FROM service_lines WHERE id = ANY($1) \
-                 ORDER BY id FOR SHARE",
+                "SELECT id, workspace_id, organization_id, status FROM service_lines \
+                 WHERE id = ANY($1) ORDER BY id FOR SHARE",
                 &[&line_ids],
             ),
         ])
@@ -352,9 +352,12 @@ pub async fn create_batch(
     let [pool_rows, line_rows] = two(&answers)?;
     let mut states = locked_states(db, pool_rows, now, cache).await?;
     // Lines as they stand, and as the batch registers them.
-    let mut lines: HashMap<String, (String, String)> = HashMap::new();
+    let mut lines: HashMap<String, LineRegistration> = HashMap::new();
     for r in line_rows {
-        lines.insert(r.try_get(0).db()?, (r.try_get(1).db()?, r.try_get(2).db()?));
+        lines.insert(
+            r.try_get(0).db()?,
+            crate::service_lines::line_registration(r, 1)?,
+        );
     }
 
     let mut outcomes: Vec<Result<Allocation, StoreError>> = Vec::with_capacity(requests.len());
@@ -450,7 +453,7 @@ fn judge(
     req: &CreateRequest,
     now: Instant,
     states: &mut HashMap<String, pools::State>,
-    lines: &mut HashMap<String, (String, String)>,
+    lines: &mut HashMap<String, LineRegistration>,
     w: &mut Writes,
 ) -> Result<Allocation, StoreError> {
     let new = &req.new;
@@ -474,19 +477,18 @@ fn judge(
     let committed = new
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
-    // The service line: registered on first sight; one of another workspace,
-    // or closed, is refused. An existing line is share-locked until commit,
-    // so it cannot be closed under an allocation being made for it. Two
-    // transactions registering the same new line race on its primary key;
-    // the loser is run again by the store and then finds the line.
+    // The service line ([`capacity_store::use_line`]). An existing line is
+    // share-locked until commit, so it cannot be closed under an allocation
+    // being made for it. Two transactions registering the same new line race
+    // on its primary key; the loser is run again by the store and then finds
+    // the line.
     let line_id = new.service_line_id.as_str();
-    let new_line = match lines.get(line_id) {
-        Some((ws, status)) => {
-            check_line(&new.service_line_id, &pool.workspace_id, ws, status)?;
-            false
-        }
-        None => true,
-    };
+    let new_line = capacity_store::use_line(
+        &req.scope,
+        &new.service_line_id,
+        lines.get(line_id),
+        &pool.workspace_id,
+    )?;
     let terms = [(starts_at, committed)];
     let change = capacity_domain::timeline::CommitmentSchedule {
         starts_at,
@@ -530,7 +532,11 @@ fn judge(
     if new_line {
         lines.insert(
             line_id.to_owned(),
-            (pool.workspace_id.as_str().to_owned(), "active".to_owned()),
+            LineRegistration {
+                workspace_id: pool.workspace_id.clone(),
+                organization_id: pool.organization_id.clone(),
+                status: capacity_domain::model::ServiceLineStatus::Active,
+            },
         );
         w.line_id.push(line_id.to_owned());
         w.line_ws.push(pool.workspace_id.as_str().to_owned());
@@ -700,28 +706,6 @@ struct PatchWrites {
     e_ws: Vec<String>,
     e_type: Vec<String>,
     e_data: Vec<String>,
-}
-
-/// Refuses a service line of another workspace, or a closed one.
-fn check_line(
-    line: &ServiceLineId,
-    ws: &WorkspaceId,
-    line_ws: &str,
-    status: &str,
-) -> Result<(), StoreError> {
-    if line_ws != ws.as_str() {
-        return Err(StoreError::conflict(
-            "service_line_workspace_mismatch",
-            format!("service line {line} belongs to another workspace"),
-        ));
-    }
-    if status == "closed" {
-        return Err(StoreError::conflict(
-            "service_line_closed",
-            format!("service line {line} is closed"),
-        ));
-    }
-    Ok(())
 }
 
 /// The fields of `terms` a history entry shows.

@@ -54,6 +54,7 @@ pub mod testing;
 mod tokens;
 mod usage;
 mod webhooks;
+mod workspaces;
 
 use async_trait::async_trait;
 use capacity_domain::forecast::PlanningPeriod;
@@ -67,7 +68,8 @@ use capacity_store::{
     EventFilter, ForecastData, IdempotencyReservation, NewAdjustment, NewAllocation,
     NewDemandRequest, NewPool, NewToken, NewWebhookEndpoint, Page, PageRequest, PoolFilter,
     Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store, StoreError,
-    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint,
+    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint, Workspace,
+    WorkspacePut,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool as PgPool, RecyclingMethod, Runtime};
 use sql::{Db, DbResult, Retry};
@@ -736,6 +738,36 @@ impl Store for PostgresStore {
     async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>> {
         self.run(Mode::Read, |db| unit!(tokens::authenticate(db, hash).await))
             .await
+    }
+
+    async fn put_workspace(
+        &self,
+        scope: &Scope,
+        id: &WorkspaceId,
+        put: WorkspacePut,
+        now: Instant,
+    ) -> Result<(Workspace, bool)> {
+        self.run(Mode::Write, |db| {
+            let (scope, id, put) = (scope.clone(), id.clone(), put.clone());
+            unit!(workspaces::put(db, &scope, &id, put, now).await)
+        })
+        .await
+    }
+
+    async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Workspace> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.clone());
+            unit!(workspaces::get(db, &scope, &id).await)
+        })
+        .await
+    }
+
+    async fn list_workspaces(&self, scope: &Scope, page: PageRequest) -> Result<Page<Workspace>> {
+        self.run(Mode::Read, |db| {
+            let scope = scope.clone();
+            unit!(workspaces::list(db, &scope, page).await)
+        })
+        .await
     }
 
     async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool> {

@@ -241,19 +241,6 @@ pub async fn find(
     }
 }
 
-/// The organization a workspace belongs to, as far as we have seen it.
-pub async fn workspace_org(db: &Db<'_>, ws: &WorkspaceId) -> Result<Option<String>, StoreError> {
-    db.query_opt(
-        "SELECT organization_id FROM pools WHERE workspace_id = $1 \
-         UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = $1 LIMIT 1",
-        &[&ws.as_str()],
-    )
-    .await?
-    .map(|r| r.try_get(0))
-    .transpose()
-    .db()
-}
-
 /// Serialises the decisions about one workspace (which organization it
 /// belongs to, which pools it holds) across processes until commit: the
 /// checks below read rows that do not exist yet, which no row lock covers.
@@ -272,23 +259,15 @@ pub async fn create(
     new: NewPool,
     now: Instant,
 ) -> Result<Pool, StoreError> {
-    if !scope.sees(&new.organization_id, &new.workspace_id) {
-        return Err(StoreError::Forbidden(
-            "this token cannot create pools in that workspace",
-        ));
-    }
     lock_workspace(db, &new.workspace_id).await?;
-    if let Some(org) = workspace_org(db, &new.workspace_id).await?
-        && org != new.organization_id.as_str()
-    {
-        return Err(StoreError::conflict(
-            "workspace_organization_mismatch",
-            format!(
-                "workspace {} belongs to another organization",
-                new.workspace_id
-            ),
-        ));
-    }
+    crate::workspaces::use_for_write(
+        db,
+        scope,
+        &new.workspace_id,
+        Some(&new.organization_id),
+        now,
+    )
+    .await?;
     let exists: Option<String> = db
         .query_opt(
             "SELECT id FROM pools WHERE workspace_id = $1 AND resource_type = $2",

@@ -9,7 +9,7 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline, workspace_org};
+use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline};
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::forecast::{PlanningPeriod, figures};
 use capacity_domain::ids::MintedPrefix;
@@ -79,17 +79,20 @@ async fn load(db: &Db<'_>, scope: &Scope, id: &str) -> Result<(i64, DemandReques
     Ok((seq, text_or_internal(r, "demand request")?))
 }
 
-/// Pending demand for a workspace and type as a timeline.
+/// Pending demand for a workspace and type as a timeline: only the demand of
+/// the organization the workspace belongs to counts.
 async fn pending_timeline(
     db: &Db<'_>,
     ws: &WorkspaceId,
+    org: &OrgId,
     rt: ResourceType,
 ) -> Result<Timeline, StoreError> {
     let rows = db
         .query(
             "SELECT quantity, starts_at, ends_at FROM demand_requests \
-             WHERE workspace_id = $1 AND resource_type = $2 AND status = 'pending'",
-            &[&ws.as_str(), &rt.as_str()],
+             WHERE workspace_id = $1 AND organization_id = $2 AND resource_type = $3 \
+             AND status = 'pending'",
+            &[&ws.as_str(), &org.as_str(), &rt.as_str()],
         )
         .await?
         .iter()
@@ -122,18 +125,14 @@ pub async fn create(
         return Err(StoreError::invalid("ends_at", "must be after starts_at"));
     }
     pools::lock_workspace(db, &new.workspace_id).await?;
-    let org = match workspace_org(db, &new.workspace_id).await? {
-        Some(org) => OrgId::from_trusted(org),
-        None => new.organization_id.clone().ok_or_else(|| {
-            StoreError::invalid(
-                "organization_id",
-                "is required for a workspace not seen before",
-            )
-        })?,
-    };
-    if !scope.sees(&org, &new.workspace_id) {
-        return Err(StoreError::NotFound);
-    }
+    let org = crate::workspaces::use_for_write(
+        db,
+        scope,
+        &new.workspace_id,
+        new.organization_id.as_ref(),
+        now,
+    )
+    .await?;
     let pool = pools::find(db, scope, &new.workspace_id, new.resource_type, now).await?;
     let period = pool
         .as_ref()
@@ -175,7 +174,13 @@ pub async fn create(
         end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
     };
     if window.start < window.end {
-        let pending = pending_timeline(db, &request.workspace_id, request.resource_type).await?;
+        let pending = pending_timeline(
+            db,
+            &request.workspace_id,
+            &request.organization_id,
+            request.resource_type,
+        )
+        .await?;
         let f = figures(&supply, ratio, &committed, &pending, window);
         if f.gap > 0 {
             insert_event(
@@ -332,22 +337,21 @@ pub async fn forecast_cached(
     pairs.dedup();
     let (wss, rts): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
     let this_week = now.week_start();
-    // The workspace's organization is its pool's when it has one (COALESCE
-    // reads the rest only without one); pending demand is one index scan.
+    // The workspace's organization is its registration's; pending demand
+    // (of that organization only) is one index scan.
     let sql = format!(
-        "SELECT p.*, \
-         COALESCE(p.organization_id, (SELECT organization_id FROM pools WHERE workspace_id = x.ws \
-          UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = x.ws LIMIT 1)), \
-         d.q, d.s, d.e, \
+        "SELECT p.*, w.organization_id, d.q, d.s, d.e, \
          (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
           WHERE pool_seq = p.seq AND week_start >= $4 AND week_start < $5), \
          x.o \
          FROM unnest($2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS x(ws, rt, o) \
+         LEFT JOIN workspaces w ON w.id = x.ws \
          LEFT JOIN LATERAL ({} WHERE p.workspace_id = x.ws AND p.resource_type = x.rt) p ON true \
          CROSS JOIN LATERAL (SELECT array_agg(quantity) AS q, array_agg(starts_at) AS s, \
              array_agg(ends_at) AS e \
              FROM demand_requests \
-             WHERE workspace_id = x.ws AND resource_type = x.rt AND status = 'pending') d",
+             WHERE workspace_id = x.ws AND organization_id = w.organization_id \
+             AND resource_type = x.rt AND status = 'pending') d",
         pools::SELECT_WITH_GENERATION
     );
     let rows = db
@@ -443,13 +447,9 @@ pub async fn forecast_data(
 ) -> Result<ForecastData, StoreError> {
     let pending = {
         // Only requests this scope may see count.
-        let visible = workspace_org(db, ws)
-            .await?
-            .is_some_and(|org| scope.sees(&OrgId::from_trusted(org), ws));
-        if visible {
-            pending_timeline(db, ws, rt).await?
-        } else {
-            Timeline::default()
+        match crate::workspaces::organization(db, ws).await? {
+            Some(org) if scope.sees(&org, ws) => pending_timeline(db, ws, &org, rt).await?,
+            _ => Timeline::default(),
         }
     };
     let Some((pool_seq, pool)) = pools::find(db, scope, ws, rt, now).await? else {

@@ -18,11 +18,11 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::{self, workspace_org};
+use crate::pools;
 use crate::sql::{Db, DbResult, Query, text_or_internal};
 use capacity_domain::model::{Allocation, AllocationStatus, ServiceLine, ServiceLineStatus};
 use capacity_domain::{AllocationId, Instant, OrgId, PoolId, ServiceLineId, WorkspaceId};
-use capacity_store::{AllocationPatch, Scope, ServiceLinePut, StoreError};
+use capacity_store::{AllocationPatch, LineRegistration, Scope, ServiceLinePut, StoreError};
 
 async fn load(
     db: &Db<'_>,
@@ -54,6 +54,42 @@ async fn load(
         .transpose()
         .db()?;
     row.map(|r| text_or_internal(r, "service line")).transpose()
+}
+
+/// The line as registered, whoever may see it (`lock`: a locking clause).
+async fn registration(
+    db: &Db<'_>,
+    id: &ServiceLineId,
+    lock: &str,
+) -> Result<Option<LineRegistration>, StoreError> {
+    let row = db
+        .query_opt(
+            &format!(
+                "SELECT workspace_id, organization_id, status FROM service_lines WHERE id = $1{lock}"
+            ),
+            &[&id.as_str()],
+        )
+        .await?;
+    row.map(|r| line_registration(&r, 0)).transpose()
+}
+
+/// A line's registration from three columns of `r` from `at`: its
+/// workspace, organization and status.
+pub fn line_registration(
+    r: &tokio_postgres::Row,
+    at: usize,
+) -> Result<LineRegistration, StoreError> {
+    let (ws, org, status): (String, String, String) = (
+        r.try_get(at).db()?,
+        r.try_get(at + 1).db()?,
+        r.try_get(at + 2).db()?,
+    );
+    let status = text_or_internal(ServiceLineStatus::parse(&status), "service line")?;
+    Ok(LineRegistration {
+        workspace_id: WorkspaceId::from_trusted(ws),
+        organization_id: OrgId::from_trusted(org),
+        status,
+    })
 }
 
 /// The ids of the line's allocations that are not closed.
@@ -110,58 +146,24 @@ pub async fn put(
         lock_pools_of(db, scope, id).await?;
     }
     // Lines are looked up unscoped first: a line of another workspace is a conflict, not a new line.
-    let existing: Option<(String, String)> = db
-        .query_opt(
-            "SELECT workspace_id, status FROM service_lines WHERE id = $1 FOR UPDATE",
-            &[&id.as_str()],
-        )
-        .await?
-        .map(|r| -> Result<_, tokio_postgres::Error> { Ok((r.try_get(0)?, r.try_get(1)?)) })
-        .transpose()
-        .db()?;
-    if let Some((ws, _)) = &existing
-        && ws != put.workspace_id.as_str()
-    {
-        return Err(StoreError::conflict(
-            "service_line_workspace_mismatch",
-            format!("service line {id} belongs to another workspace"),
-        ));
-    }
-    let org = match workspace_org(db, &put.workspace_id).await? {
-        Some(org) => {
-            if put
-                .organization_id
-                .as_ref()
-                .is_some_and(|o| o.as_str() != org)
-            {
-                return Err(StoreError::conflict(
-                    "workspace_organization_mismatch",
-                    format!(
-                        "workspace {} belongs to another organization",
-                        put.workspace_id
-                    ),
-                ));
-            }
-            OrgId::from_trusted(org)
-        }
-        None => put.organization_id.clone().ok_or_else(|| {
-            StoreError::invalid(
-                "organization_id",
-                "is required for a workspace not seen before",
-            )
-        })?,
-    };
-    if !scope.sees(&org, &put.workspace_id) {
-        return Err(StoreError::NotFound);
-    }
+    let existing = registration(db, id, " FOR UPDATE").await?;
+    capacity_store::put_line(id, existing.as_ref(), &put.workspace_id)?;
+    let org = crate::workspaces::use_for_write(
+        db,
+        scope,
+        &put.workspace_id,
+        put.organization_id.as_ref(),
+        now,
+    )
+    .await?;
     let was_closed = match &existing {
-        Some((_, status)) => {
+        Some(line) => {
             db.execute(
                 "UPDATE service_lines SET status = $1, updated_at = $2 WHERE id = $3",
                 &[&put.status.as_str(), &now.micros(), &id.as_str()],
             )
             .await?;
-            status == "closed"
+            line.status == ServiceLineStatus::Closed
         }
         None => {
             db.execute(

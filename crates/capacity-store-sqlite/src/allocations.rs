@@ -251,33 +251,6 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// Refuses a service line of another workspace or one that is closed;
-/// `true` if it is new (the create registers it).
-fn check_service_line(
-    conn: &Connection,
-    line: &ServiceLineId,
-    ws: &WorkspaceId,
-) -> Result<bool, StoreError> {
-    let found: Option<(String, String)> = conn
-        .prepare_cached("SELECT workspace_id, status FROM service_lines WHERE id = ?1")
-        .db()?
-        .query_row([line.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .db()?;
-    match found {
-        Some((w, _)) if w != ws.as_str() => Err(StoreError::conflict(
-            "service_line_workspace_mismatch",
-            format!("service line {line} belongs to another workspace"),
-        )),
-        Some((_, status)) if status == "closed" => Err(StoreError::conflict(
-            "service_line_closed",
-            format!("service line {line} is closed"),
-        )),
-        Some(_) => Ok(false),
-        None => Ok(true),
-    }
-}
-
 /// Writes an allocation's materialised commitment steps (replacing its
 /// earlier ones when `replacing`) and records the change on its pool
 /// (`pools::touch`), keeping the pool's stored running commitment exact.
@@ -366,7 +339,12 @@ pub fn create(
     let committed = new
         .committed
         .checked_per_period(pool.period, "committed_per_week")?;
-    let line_is_new = check_service_line(conn, &new.service_line_id, &pool.workspace_id)?;
+    let line_is_new = capacity_store::use_line(
+        scope,
+        &new.service_line_id,
+        crate::service_lines::registration(conn, &new.service_line_id)?.as_ref(),
+        &pool.workspace_id,
+    )?;
 
     let terms = [(starts_at, committed)];
     let change = capacity_domain::timeline::CommitmentSchedule {

@@ -23,6 +23,7 @@ mod sql;
 mod tokens;
 mod usage;
 mod webhooks;
+mod workspaces;
 mod writer;
 
 pub use sql::next_seq_sql;
@@ -39,7 +40,8 @@ use capacity_store::{
     EventFilter, ForecastData, IdempotencyReservation, NewAdjustment, NewAllocation,
     NewDemandRequest, NewPool, NewToken, NewWebhookEndpoint, Page, PageRequest, PoolFilter,
     Principal, RequestFilter, RequestUpdate, Result, Scope, ServiceLinePut, Store, StoreError,
-    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint,
+    StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint, Workspace,
+    WorkspacePut,
 };
 use rusqlite::Connection;
 use sql::DbResult;
@@ -230,6 +232,27 @@ impl Store for SqliteStore {
 
     async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>> {
         self.read(|c| tokens::authenticate(c, hash))
+    }
+
+    async fn put_workspace(
+        &self,
+        scope: &Scope,
+        id: &WorkspaceId,
+        put: WorkspacePut,
+        now: Instant,
+    ) -> Result<(Workspace, bool)> {
+        let (scope, id) = (scope.clone(), id.clone());
+        self.writer
+            .write(move |c| workspaces::put(c, &scope, &id, put, now))
+            .await
+    }
+
+    async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Workspace> {
+        self.read(|c| workspaces::get(c, scope, id))
+    }
+
+    async fn list_workspaces(&self, scope: &Scope, page: PageRequest) -> Result<Page<Workspace>> {
+        self.read(|c| workspaces::list(c, scope, page))
     }
 
     async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool> {

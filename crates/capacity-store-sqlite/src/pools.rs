@@ -162,40 +162,19 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// The organization a workspace belongs to, as far as we have seen it.
-pub fn workspace_org(conn: &Connection, ws: &WorkspaceId) -> Result<Option<String>, StoreError> {
-    conn.prepare_cached(
-        "SELECT organization_id FROM pools WHERE workspace_id = ?1 \
-         UNION ALL SELECT organization_id FROM service_lines WHERE workspace_id = ?1 LIMIT 1",
-    )
-    .db()?
-    .query_row([ws.as_str()], |r| r.get(0))
-    .optional()
-    .db()
-}
-
 pub fn create(
     conn: &Connection,
     scope: &Scope,
     new: NewPool,
     now: Instant,
 ) -> Result<Pool, StoreError> {
-    if !scope.sees(&new.organization_id, &new.workspace_id) {
-        return Err(StoreError::Forbidden(
-            "this token cannot create pools in that workspace",
-        ));
-    }
-    if let Some(org) = workspace_org(conn, &new.workspace_id)?
-        && org != new.organization_id.as_str()
-    {
-        return Err(StoreError::conflict(
-            "workspace_organization_mismatch",
-            format!(
-                "workspace {} belongs to another organization",
-                new.workspace_id
-            ),
-        ));
-    }
+    crate::workspaces::use_for_write(
+        conn,
+        scope,
+        &new.workspace_id,
+        Some(&new.organization_id),
+        now,
+    )?;
     let exists: Option<String> = conn
         .prepare_cached("SELECT id FROM pools WHERE workspace_id = ?1 AND resource_type = ?2")
         .db()?

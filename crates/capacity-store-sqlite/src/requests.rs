@@ -3,7 +3,7 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline, workspace_org};
+use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline};
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::forecast::{PlanningPeriod, figures};
 use capacity_domain::ids::MintedPrefix;
@@ -98,20 +98,22 @@ fn workspace_pool(
     }
 }
 
-/// Pending demand for a workspace and type as a timeline.
+/// Pending demand for a workspace and type as a timeline: only the demand of
+/// the organization the workspace belongs to counts.
 fn pending_timeline(
     conn: &Connection,
     ws: &WorkspaceId,
+    org: &OrgId,
     rt: ResourceType,
 ) -> Result<Timeline, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT quantity, starts_at, ends_at FROM demand_requests \
-             WHERE workspace_id = ?1 AND resource_type = ?2 AND status = 'pending'",
+             WHERE workspace_id = ?1 AND organization_id = ?2 AND resource_type = ?3 AND status = 'pending'",
         )
         .db()?;
     let rows = stmt
-        .query_map(params![ws.as_str(), rt.as_str()], |r| {
+        .query_map(params![ws.as_str(), org.as_str(), rt.as_str()], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -140,18 +142,13 @@ pub fn create(
     {
         return Err(StoreError::invalid("ends_at", "must be after starts_at"));
     }
-    let org = match workspace_org(conn, &new.workspace_id)? {
-        Some(org) => OrgId::from_trusted(org),
-        None => new.organization_id.clone().ok_or_else(|| {
-            StoreError::invalid(
-                "organization_id",
-                "is required for a workspace not seen before",
-            )
-        })?,
-    };
-    if !scope.sees(&org, &new.workspace_id) {
-        return Err(StoreError::NotFound);
-    }
+    let org = crate::workspaces::use_for_write(
+        conn,
+        scope,
+        &new.workspace_id,
+        new.organization_id.as_ref(),
+        now,
+    )?;
     let pool = workspace_pool(conn, scope, &new.workspace_id, new.resource_type, now)?;
     let period = pool
         .as_ref()
@@ -194,7 +191,12 @@ pub fn create(
         end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
     };
     if window.start < window.end {
-        let pending = pending_timeline(conn, &request.workspace_id, request.resource_type)?;
+        let pending = pending_timeline(
+            conn,
+            &request.workspace_id,
+            &request.organization_id,
+            request.resource_type,
+        )?;
         let f = figures(&supply, ratio, &committed, &pending, window);
         if f.gap > 0 {
             insert_event(
@@ -315,12 +317,9 @@ pub fn forecast_data(
 ) -> Result<ForecastData, StoreError> {
     let pending = {
         // Only requests this scope may see count.
-        let visible =
-            workspace_org(conn, ws)?.is_some_and(|org| scope.sees(&OrgId::from_trusted(org), ws));
-        if visible {
-            pending_timeline(conn, ws, rt)?
-        } else {
-            Timeline::default()
+        match crate::workspaces::organization(conn, ws)? {
+            Some(org) if scope.sees(&org, ws) => pending_timeline(conn, ws, &org, rt)?,
+            _ => Timeline::default(),
         }
     };
     let Some((pool_seq, pool)) = workspace_pool(conn, scope, ws, rt, now)? else {

@@ -3,11 +3,10 @@
 
 use crate::allocations;
 use crate::events::insert_event;
-use crate::pools::workspace_org;
 use crate::sql::{DbResult, Query, text_or_internal};
 use capacity_domain::model::{Allocation, AllocationStatus, ServiceLine, ServiceLineStatus};
 use capacity_domain::{AllocationId, Instant, OrgId, ServiceLineId, WorkspaceId};
-use capacity_store::{AllocationPatch, Scope, ServiceLinePut, StoreError};
+use capacity_store::{AllocationPatch, LineRegistration, Scope, ServiceLinePut, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn load(
@@ -41,6 +40,31 @@ fn load(
     row.map(|r| text_or_internal(r, "service line")).transpose()
 }
 
+/// The line as registered, whoever may see it.
+pub fn registration(
+    conn: &Connection,
+    id: &ServiceLineId,
+) -> Result<Option<LineRegistration>, StoreError> {
+    let found: Option<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT workspace_id, organization_id, status FROM service_lines WHERE id = ?1",
+        )
+        .db()?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .db()?;
+    found
+        .map(|(ws, org, status)| {
+            let status = ServiceLineStatus::parse(&status);
+            text_or_internal(status, "service line").map(|status| LineRegistration {
+                workspace_id: WorkspaceId::from_trusted(ws),
+                organization_id: OrgId::from_trusted(org),
+                status,
+            })
+        })
+        .transpose()
+}
+
 /// The ids of the line's allocations that are not closed.
 fn open_allocations(
     conn: &Connection,
@@ -65,56 +89,24 @@ pub fn put(
     now: Instant,
 ) -> Result<ServiceLine, StoreError> {
     // Lines are looked up unscoped first: a line of another workspace is a conflict, not a new line.
-    let existing: Option<(String, String)> = conn
-        .prepare_cached("SELECT workspace_id, status FROM service_lines WHERE id = ?1")
-        .db()?
-        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .db()?;
-    if let Some((ws, _)) = &existing
-        && ws != put.workspace_id.as_str()
-    {
-        return Err(StoreError::conflict(
-            "service_line_workspace_mismatch",
-            format!("service line {id} belongs to another workspace"),
-        ));
-    }
-    let org = match workspace_org(conn, &put.workspace_id)? {
-        Some(org) => {
-            if put
-                .organization_id
-                .as_ref()
-                .is_some_and(|o| o.as_str() != org)
-            {
-                return Err(StoreError::conflict(
-                    "workspace_organization_mismatch",
-                    format!(
-                        "workspace {} belongs to another organization",
-                        put.workspace_id
-                    ),
-                ));
-            }
-            OrgId::from_trusted(org)
-        }
-        None => put.organization_id.clone().ok_or_else(|| {
-            StoreError::invalid(
-                "organization_id",
-                "is required for a workspace not seen before",
-            )
-        })?,
-    };
-    if !scope.sees(&org, &put.workspace_id) {
-        return Err(StoreError::NotFound);
-    }
+    let existing = registration(conn, id)?;
+    capacity_store::put_line(id, existing.as_ref(), &put.workspace_id)?;
+    let org = crate::workspaces::use_for_write(
+        conn,
+        scope,
+        &put.workspace_id,
+        put.organization_id.as_ref(),
+        now,
+    )?;
     let was_closed = match &existing {
-        Some((_, status)) => {
+        Some(line) => {
             conn.prepare_cached(
                 "UPDATE service_lines SET status = ?1, updated_at = ?2 WHERE id = ?3",
             )
             .db()?
             .execute(params![put.status.as_str(), now.micros(), id.as_str()])
             .db()?;
-            status == "closed"
+            line.status == ServiceLineStatus::Closed
         }
         None => {
             conn.prepare_cached(

@@ -25,6 +25,7 @@ pub mod events;
 pub mod idempotency;
 pub mod invariant;
 pub mod lifecycle;
+pub mod ownership;
 pub mod pagination;
 pub mod pools;
 pub mod service_lines;
@@ -102,6 +103,15 @@ macro_rules! conformance_tests {
         $crate::conformance_test!($fresh, invariant::the_past_is_not_judged);
         $crate::conformance_test!($fresh, invariant::the_overcommit_ratio_scales_capacity);
         $crate::conformance_test!($fresh, tenancy::another_organization_sees_nothing);
+        $crate::conformance_test!(
+            $fresh,
+            ownership::demand_names_only_the_callers_registered_workspaces
+        );
+        $crate::conformance_test!($fresh, ownership::service_lines_are_the_platforms);
+        $crate::conformance_test!(
+            $fresh,
+            ownership::a_workspace_is_registered_once_by_the_platform
+        );
         $crate::conformance_test!(
             $fresh,
             tenancy::a_workspace_narrowed_scope_sees_only_its_workspaces
@@ -369,7 +379,7 @@ pub fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, expected: &s
 #[track_caller]
 pub fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     match r {
-        Err(StoreError::NotFound) => {}
+        Err(StoreError::NotFound | StoreError::Missing(_)) => {}
         other => panic!("expected not found, got {other:?}"),
     }
 }

@@ -8,8 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod forecast_cache;
+mod ownership;
 mod scope;
 pub use forecast_cache::{EXPIRING_LISTED, ForecastCache, PoolPeriod};
+pub use ownership::{
+    LineRegistration, Workspace, WorkspacePut, WorkspaceUse, put_line, put_workspace, use_line,
+    use_workspace,
+};
 pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
 
 use async_trait::async_trait;
@@ -33,6 +38,11 @@ pub enum StoreError {
     /// Missing, or not visible to this scope: the two are indistinguishable.
     #[error("not found")]
     NotFound,
+    /// An object a request names (in its body or a filter) is missing or
+    /// not visible to this scope: answered as "<what> not found", the same
+    /// for both.
+    #[error("{0} not found")]
+    Missing(&'static str),
     /// The change would overcommit the pool (SPEC §4).
     #[error("insufficient capacity")]
     InsufficientCapacity {
@@ -598,6 +608,18 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, id: &str, now: Instant) -> Result<bool>;
     /// The live token with this secret hash.
     async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>>;
+
+    /// Registers a workspace to an organization, or renames it
+    /// ([`put_workspace`] decides); `true` when it was not registered before.
+    async fn put_workspace(
+        &self,
+        scope: &Scope,
+        id: &WorkspaceId,
+        put: WorkspacePut,
+        now: Instant,
+    ) -> Result<(Workspace, bool)>;
+    async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Workspace>;
+    async fn list_workspaces(&self, scope: &Scope, page: PageRequest) -> Result<Page<Workspace>>;
 
     async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool>;
     async fn get_pool(&self, scope: &Scope, id: &PoolId, now: Instant) -> Result<Pool>;

@@ -211,6 +211,20 @@ impl TestApp {
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
         self.send("PATCH", path, Some(token), Some(body)).await
     }
+    /// The platform activates `line` in the seed's workspace: service lines
+    /// are the platform's, an organization token names only registered ones.
+    #[allow(dead_code)]
+    pub async fn activate_line(&self, line: &str) {
+        let put = self
+            .send(
+                "PUT",
+                &format!("/v1/service-lines/{line}"),
+                Some(&self.tokens.platform),
+                Some(serde_json::json!({"workspace_id": WS, "status": "active"})),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
 }
 
 pub async fn answer(res: reqwest::Response) -> Answer {
