@@ -237,9 +237,9 @@ fn id_kind(doc: &Value, schema: &Value) -> Option<String> {
 /// A value matching a string pattern, from a few candidates.
 fn string_for_pattern(pattern: &str) -> Option<String> {
     const CANDIDATES: [&str; 9] = [
+        "matrix",
         "2026-07",
         "2026-Q3",
-        "matrix",
         "USD",
         "85.00",
         "2026-07-01T00:00:00Z",
@@ -558,7 +558,8 @@ fn strip(v: &mut Value, keys: &[&str]) {
 struct Victim {
     items: Vec<Item>,
     platform_read: String,
-    read: String,
+    /// The victim's own unnarrowed token: it sees all of the victim.
+    own_view: String,
 }
 
 impl Victim {
@@ -583,7 +584,7 @@ async fn snapshot(
     let mut calls: Vec<(String, String)> = Vec::new(); // (token, path)
     let both = |calls: &mut Vec<(String, String)>, path: String| {
         calls.push((victim.platform_read.clone(), path.clone()));
-        calls.push((victim.read.clone(), path));
+        calls.push((victim.own_view.clone(), path));
     };
     for op in ops.iter().filter(|o| o.method == "GET") {
         if op.slots.is_empty() && !op.path.starts_with("/v1/") {
@@ -638,15 +639,15 @@ async fn snapshot(
             }
             if watch.org_wide {
                 let values = vec![None; op.slots.len()];
-                calls.push((victim.read.clone(), build(op, &values).0));
+                calls.push((victim.own_view.clone(), build(op, &values).0));
             }
         }
     }
     let mut out = BTreeMap::new();
     for (token, path) in calls {
         let r = call(app, "GET", &path, Some(&token), None).await;
-        let who = if token == victim.read {
-            "victim read"
+        let who = if token == victim.own_view {
+            "victim's own view"
         } else {
             "platform read"
         };
@@ -658,26 +659,31 @@ async fn snapshot(
     out
 }
 
+/// What changed between two snapshots, in one entry: every answer that
+/// changed by name, and the first one's before and after.
 fn state_changes(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, b) in before {
-        match after.get(k) {
-            Some(a) if a == b => {}
-            Some(a) => out.push(format!(
-                "{k}\n        before: {}\n        after:  {}",
-                cut(b),
-                cut(a)
-            )),
-            None => out.push(format!("{k}: no longer asked")),
-        }
-    }
-    for k in after.keys().filter(|k| !before.contains_key(*k)) {
-        out.push(format!("{k}: newly appeared: {}", cut(&after[k])));
-    }
-    out
+) -> Option<String> {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let changed: Vec<&String> = keys
+        .into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    let first = changed.first()?;
+    let show = |v: Option<&String>| v.map(|v| cut(v)).unwrap_or_else(|| "(not asked)".into());
+    Some(format!(
+        "{} of {} answers changed:\n        {}\n      first, {first}\n        before: {}\n        after:  {}",
+        changed.len(),
+        before.len(),
+        changed
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join("\n        "),
+        show(before.get(*first)),
+        show(after.get(*first)),
+    ))
 }
 
 fn cut(s: &str) -> String {
@@ -976,14 +982,20 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
     let victim = Victim {
         items: items.clone(),
         platform_read: app.tokens.platform_read.clone(),
-        read: v_read.clone(),
+        // Webhook endpoints answer only to write tokens; the snapshot only reads.
+        own_view: v_write.clone(),
     };
 
     let mut failures: Vec<String> = Vec::new();
     let mut requests = 0usize;
+    let (mut snapshots, mut snapshot_size) = (0usize, 0usize);
+    // MATRIX_TRACE=1 prints every request of the matrix and its answer.
+    let trace = std::env::var_os("MATRIX_TRACE").is_some();
     for caller in &callers {
         let token = caller.token.as_deref();
         let mut before = snapshot(&app, &ops, &victim, &caller.watch).await;
+        snapshots += 1;
+        snapshot_size = snapshot_size.max(before.len());
         for op in &ops {
             let base: Vec<Option<String>> = op
                 .slots
@@ -1011,6 +1023,16 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
                     let rx = call(&app, &op.method, &px, token, bx.as_ref()).await;
                     let rn = call(&app, &op.method, &pn, token, bn.as_ref()).await;
                     requests += 2;
+                    if trace {
+                        eprintln!(
+                            "[{}] {} {px} {} -> {} | {pn} -> {}",
+                            caller.name,
+                            op.method,
+                            bx.as_ref().map(|b| b.to_string()).unwrap_or_default(),
+                            rx.brief().chars().take(400).collect::<String>(),
+                            rn.brief().chars().take(400).collect::<String>()
+                        );
+                    }
                     let place = format!("{:?}", slot.loc);
                     if normalise(&rx, &x.value) != normalise(&rn, &n) {
                         failures.push(format!(
@@ -1042,6 +1064,15 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
             let (p, b) = build(op, &base);
             let r = call(&app, &op.method, &p, token, b.as_ref()).await;
             requests += 1;
+            if trace {
+                eprintln!(
+                    "[{}] base {} {p} {} -> {}",
+                    caller.name,
+                    op.method,
+                    b.as_ref().map(|b| b.to_string()).unwrap_or_default(),
+                    r.brief().chars().take(400).collect::<String>()
+                );
+            }
             let leaked = leaks(&r.text, &caller.hidden, None);
             if !leaked.is_empty() {
                 failures.push(format!(
@@ -1052,14 +1083,16 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
             }
             if op.method != "GET" {
                 let after = snapshot(&app, &ops, &victim, &caller.watch).await;
-                for change in state_changes(&before, &after) {
+                snapshots += 1;
+                if let Some(change) = state_changes(&before, &after) {
                     failures.push(format!("{} changed the victim: {change}", tag("state")));
                 }
                 before = after;
             }
         }
         let after = snapshot(&app, &ops, &victim, &caller.watch).await;
-        for change in state_changes(&before, &after) {
+        snapshots += 1;
+        if let Some(change) = state_changes(&before, &after) {
             failures.push(format!(
                 "[{}] its reads changed the victim: {change}",
                 caller.name
@@ -1067,7 +1100,7 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
         }
     }
     eprintln!(
-        "hostile matrix: {} operations x {} callers, {requests} requests, {} failures, {:.1} s",
+        "hostile matrix: {} operations x {} callers, {requests} requests, {snapshots} state snapshots of up to {snapshot_size} answers, {} failures, {:.1} s",
         ops.len(),
         callers.len(),
         failures.len(),
