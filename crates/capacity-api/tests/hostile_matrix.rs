@@ -234,6 +234,35 @@ fn id_kind(doc: &Value, schema: &Value) -> Option<String> {
     None
 }
 
+/// The id kind of a parameter or property: by its schema, or, for a plain
+/// string without a shape of its own, by its name (`workspace_id` → `WS`).
+fn slot_kind(doc: &Value, name: &str, schema: &Value) -> Option<String> {
+    if let Some(k) = id_kind(doc, schema) {
+        return Some(k);
+    }
+    let s = resolve(doc, schema);
+    let stringy = match s.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    if !stringy || s.get("enum").is_some() || s.get("pattern").is_some() {
+        return None;
+    }
+    let kind = match name {
+        "workspace_id" => "WS",
+        "organization_id" => "ORG",
+        "capacity_pool_id" | "pool_id" => "CAP",
+        "allocation_id" => "ALLOC",
+        "service_line_id" | "line_id" => "LIN",
+        "demand_request_id" => "REQ",
+        "event_id" => "EVT",
+        "endpoint_id" | "webhook_endpoint_id" => "WHE",
+        _ => return None,
+    };
+    Some(kind.to_owned())
+}
+
 /// A value matching a string pattern, from a few candidates.
 fn string_for_pattern(pattern: &str) -> Option<String> {
     const CANDIDATES: [&str; 9] = [
@@ -356,13 +385,14 @@ fn object_example(doc: &Value, s: &Value, ptr: &str, slots: &mut Vec<Slot>) -> V
     let mut chosen: Vec<&str> = props
         .iter()
         .filter(|(k, v)| {
-            !is_null_only(resolve(doc, v)) && (required.contains(k) || id_kind(doc, v).is_some())
+            !is_null_only(resolve(doc, v))
+                && (required.contains(k) || slot_kind(doc, k, v).is_some())
         })
         .map(|(k, _)| k.as_str())
         .collect();
     let has_plain = chosen
         .iter()
-        .any(|k| id_kind(doc, &props.iter().find(|(n, _)| n == k).unwrap().1).is_none());
+        .any(|k| slot_kind(doc, k, &props.iter().find(|(n, _)| n == k).unwrap().1).is_none());
     if !has_plain
         && let Some((k, _)) = props
             .iter()
@@ -372,9 +402,22 @@ fn object_example(doc: &Value, s: &Value, ptr: &str, slots: &mut Vec<Slot>) -> V
     }
     let mut out = Map::new();
     for (k, v) in &props {
-        if chosen.contains(&k.as_str()) {
-            out.insert(k.clone(), example(doc, v, &format!("{ptr}/{k}"), slots));
+        if !chosen.contains(&k.as_str()) {
+            continue;
         }
+        let here = format!("{ptr}/{k}");
+        let value = match slot_kind(doc, k, v) {
+            Some(kind) => {
+                slots.push(Slot {
+                    loc: Loc::Body(here),
+                    kind,
+                    required: true,
+                });
+                Value::String(String::new())
+            }
+            None => example(doc, v, &here, slots),
+        };
+        out.insert(k.clone(), value);
     }
     Value::Object(out)
 }
@@ -405,7 +448,7 @@ fn operations(doc: &Value) -> Vec<Op> {
                 let name = p["name"].as_str().unwrap().to_owned();
                 let required = p.get("required").and_then(Value::as_bool) == Some(true);
                 let schema = &p["schema"];
-                match (p["in"].as_str(), id_kind(doc, schema)) {
+                match (p["in"].as_str(), slot_kind(doc, &name, schema)) {
                     (Some("path"), Some(kind)) => o.slots.push(Slot {
                         loc: Loc::Path(name),
                         kind,
@@ -1116,5 +1159,74 @@ async fn no_hostile_caller_sees_changes_or_detects_another_tenants_objects() {
             .map(|(i, f)| format!("{:>3}. {f}", i + 1))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// The routes of a change not yet merged (workspace registration), as their
+/// document would show them: the generator finds their id places and writes
+/// a valid body without being told about them.
+#[test]
+fn the_generator_covers_a_route_it_has_never_seen() {
+    let doc = json!({
+        "paths": {
+            "/v1/workspaces": {"get": {"parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}},
+                {"name": "organization_id", "in": "query", "schema": {"$ref": "#/components/schemas/OrganizationId"}}
+            ]}},
+            "/v1/workspaces/{id}": {
+                "get": {"parameters": [{"name": "id", "in": "path", "required": true,
+                    "schema": {"$ref": "#/components/schemas/WorkspaceId"}}]},
+                "put": {
+                    "parameters": [{"name": "id", "in": "path", "required": true,
+                        "schema": {"$ref": "#/components/schemas/WorkspaceId"}}],
+                    "requestBody": {"content": {"application/json": {"schema":
+                        {"$ref": "#/components/schemas/PutWorkspace"}}}}
+                }
+            },
+            "/healthz": {"get": {}}
+        },
+        "components": {"schemas": {
+            "WorkspaceId": {"type": "string", "pattern": "^WS-[0-9]{2}-[0-9]{6,15}$"},
+            "OrganizationId": {"type": "string", "pattern": "^ORG-[0-9]{2}-[0-9]{6,15}$"},
+            "PutWorkspace": {"type": "object", "required": ["organization_id"],
+                "properties": {
+                    "organization_id": {"$ref": "#/components/schemas/OrganizationId"},
+                    "name": {"type": ["string", "null"], "maxLength": 200}
+                },
+                "additionalProperties": false}
+        }}
+    });
+    let ops = operations(&doc);
+    let shown: Vec<String> = ops
+        .iter()
+        .map(|o| {
+            let slots: Vec<String> = o
+                .slots
+                .iter()
+                .map(|s| format!("{:?}:{}:{}", s.loc, s.kind, s.required))
+                .collect();
+            format!(
+                "{} {} {:?} {}",
+                o.label(),
+                slots.join(","),
+                o.fixed_query,
+                o.body.as_ref().map(Value::to_string).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            r#"GET /v1/workspaces Query("organization_id"):ORG:false [("limit", "100")] "#,
+            r#"GET /v1/workspaces/{id} Path("id"):WS:true [] "#,
+            r#"PUT /v1/workspaces/{id} Path("id"):WS:true,Body("/organization_id"):ORG:true [] {"organization_id":"","name":"matrix"}"#,
+        ]
+    );
+    let put = &ops[2];
+    let (path, body) = build(put, &[Some(V1.into()), Some(V_ORG.into())]);
+    assert_eq!(path, format!("/v1/workspaces/{V1}"));
+    assert_eq!(
+        body,
+        Some(json!({"organization_id": V_ORG, "name": "matrix"}))
     );
 }
