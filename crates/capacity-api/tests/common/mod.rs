@@ -101,6 +101,18 @@ async fn mint(
     secret
 }
 
+/// Mints a token straight through the store, as `spawn` does for its own
+/// tokens: for tests that need tenants of their own.
+pub async fn mint_token(
+    store: &dyn Store,
+    kind: TokenKind,
+    org: Option<&str>,
+    ws: &[&str],
+    access: Access,
+) -> String {
+    mint(store, kind, org, ws, access).await
+}
+
 /// A fresh app with the seed dataset loaded.
 pub async fn spawn_app() -> TestApp {
     spawn(true, capacity_api::Limits::default()).await
