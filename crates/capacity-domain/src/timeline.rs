@@ -28,7 +28,9 @@ impl Timeline {
         let mut merged: Vec<(Instant, i64)> = Vec::with_capacity(steps.len());
         for (at, d) in steps {
             match merged.last_mut() {
-                Some(last) if last.0 == at => last.1 += d,
+                // Saturating, never wrapping: the stores bound every sum they
+                // keep (supply, commitments, pending demand) far below i64.
+                Some(last) if last.0 == at => last.1 = last.1.saturating_add(d),
                 _ => merged.push((at, d)),
             }
         }
@@ -36,7 +38,7 @@ impl Timeline {
         let totals = merged
             .iter()
             .scan(0i64, |acc, s| {
-                *acc += s.1;
+                *acc = acc.saturating_add(s.1);
                 Some(*acc)
             })
             .collect();
@@ -229,7 +231,7 @@ pub fn supply_out_of_range(supply: &Timeline, now: Instant) -> Option<(Instant, 
 
 fn advance(steps: &[(Instant, i64)], i: &mut usize, v: &mut i64, t: Instant) {
     while *i < steps.len() && steps[*i].0 <= t {
-        *v += steps[*i].1;
+        *v = v.saturating_add(steps[*i].1);
         *i += 1;
     }
 }

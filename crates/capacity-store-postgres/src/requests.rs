@@ -140,6 +140,10 @@ pub async fn create(
     let quantity = new
         .quantity
         .checked_per_period(period, "quantity_per_week")?;
+    let pending = new.pending_after(
+        &pending_timeline(db, &new.workspace_id, &org, new.resource_type).await?,
+        quantity,
+    )?;
     let (seq, id) = mint_id(db, MintedPrefix::Request, now).await?;
     db.execute(
         "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \
@@ -174,13 +178,6 @@ pub async fn create(
         end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
     };
     if window.start < window.end {
-        let pending = pending_timeline(
-            db,
-            &request.workspace_id,
-            &request.organization_id,
-            request.resource_type,
-        )
-        .await?;
         let f = figures(&supply, ratio, &committed, &pending, window);
         if f.gap > 0 {
             insert_event(

@@ -156,6 +156,10 @@ pub fn create(
     let quantity = new
         .quantity
         .checked_per_period(period, "quantity_per_week")?;
+    let pending = new.pending_after(
+        &pending_timeline(conn, &new.workspace_id, &org, new.resource_type)?,
+        quantity,
+    )?;
     let (seq, id) = mint_id(conn, MintedPrefix::Request, now)?;
     conn.prepare_cached(
         "INSERT INTO demand_requests (seq, id, workspace_id, organization_id, resource_type, quantity, starts_at, \
@@ -191,12 +195,6 @@ pub fn create(
         end: request.ends_at.unwrap_or(Instant::END_OF_TIME),
     };
     if window.start < window.end {
-        let pending = pending_timeline(
-            conn,
-            &request.workspace_id,
-            &request.organization_id,
-            request.resource_type,
-        )?;
         let f = figures(&supply, ratio, &committed, &pending, window);
         if f.gap > 0 {
             insert_event(

@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             ownership::demand_names_only_the_callers_registered_workspaces
         );
         $crate::conformance_test!($fresh, ownership::service_lines_are_the_platforms);
+        $crate::conformance_test!($fresh, ownership::pending_demand_stays_an_exact_sum);
         $crate::conformance_test!(
             $fresh,
             ownership::a_workspace_is_registered_once_by_the_platform

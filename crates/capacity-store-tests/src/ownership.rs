@@ -216,3 +216,50 @@ pub async fn a_workspace_is_registered_once_by_the_platform(store: Arc<dyn Store
     assert_eq!(rest.items[0].id.as_str(), WS_A);
     assert_eq!(rest.next, None);
 }
+
+/// Issue 14 (checked arithmetic): pending demand is summed exactly. A
+/// request that would take a workspace's pending demand of a type past the
+/// largest quantity at some instant is refused, naming `quantity`, and
+/// changes nothing; demand elsewhere in time is still accepted.
+pub async fn pending_demand_stays_an_exact_sum(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    talent_pool(s, 100).await;
+    let a = organization(ORG_A, None);
+    let most = 1_000_000_000_000;
+    s.create_request(
+        &a,
+        request(ResourceType::TalentHours, most, Q3_START, Some(Q3_END)),
+        now(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        assert_invalid(
+            s.create_request(
+                &a,
+                request(ResourceType::TalentHours, 1, Q3_START, None),
+                now(),
+            )
+            .await,
+            "quantity",
+        );
+    }
+    s.create_request(
+        &a,
+        request(ResourceType::TalentHours, most, Q3_END, None),
+        now(),
+    )
+    .await
+    .unwrap();
+    let q3 = PlanningPeriod::parse("2026-Q3").unwrap();
+    let d = s
+        .forecast_data(&a, &ws(WS_A), ResourceType::TalentHours, q3, now())
+        .await
+        .unwrap();
+    assert_eq!(d.pending.peak(q3.start, q3.end), th(most));
+    let listed = s
+        .list_requests(&a, Default::default(), page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+}

@@ -456,6 +456,34 @@ pub struct NewDemandRequest {
     pub note: Option<String>,
 }
 
+impl NewDemandRequest {
+    /// The pending demand of the request's workspace and type once this
+    /// request (`quantity` per the pool's period) joins `pending`, refused
+    /// when it would exceed the largest quantity (10^12 units) at any
+    /// instant: every figure a forecast derives from it stays an exact sum,
+    /// never a wrapped or saturated one.
+    pub fn pending_after(&self, pending: &Timeline, quantity: Quantity) -> Result<Timeline> {
+        let mut steps = vec![(self.starts_at, quantity.thousandths())];
+        if let Some(end) = self.ends_at {
+            steps.push((end, -quantity.thousandths()));
+        }
+        let after = pending.plus(&Timeline::from_steps(steps));
+        let end = self.ends_at.unwrap_or(Instant::END_OF_TIME);
+        let peak = after.peak(self.starts_at, end);
+        if peak > capacity_domain::quantity::MAX_UNITS * 1000 {
+            return Err(StoreError::invalid(
+                "quantity",
+                format!(
+                    "would take the workspace's pending {} demand to {} per period, above 1000000000000",
+                    self.resource_type.as_str(),
+                    capacity_domain::model::show(peak)
+                ),
+            ));
+        }
+        Ok(after)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RequestUpdate {
     pub status: RequestStatus,
