@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "allocation_terms_clustered",
         include_str!("../migrations/0011_allocation_terms_clustered.sql"),
     ),
+    (
+        13,
+        "idempotency_purge",
+        include_str!("../migrations/0013_idempotency_purge.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).
