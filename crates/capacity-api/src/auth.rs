@@ -26,7 +26,89 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// The authenticated caller.
+/// Why a request is not authenticated (what the 401 says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that names no live token.
+    Invalid,
+}
+
+impl Unauthenticated {
+    pub fn error(self) -> ApiError {
+        match self {
+            Unauthenticated::Missing => {
+                ApiError::unauthorized("an Authorization: Bearer token is required", "Bearer")
+            }
+            Unauthenticated::Invalid => ApiError::unauthorized(
+                "the bearer token is not valid",
+                "Bearer error=\"invalid_token\"",
+            ),
+        }
+    }
+}
+
+/// The one authentication of a request, made by the guards layer before
+/// any rate limit, idempotency key or body is looked at. `Err(Ok(_))`: the
+/// caller did not authenticate; `Err(Err(_))`: the store could not say.
+pub async fn authenticate(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Principal, Result<Unauthenticated, ApiError>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Ok(Unauthenticated::Missing));
+    };
+    let invalid = Err(Ok(Unauthenticated::Invalid));
+    let Ok(value) = value.to_str() else {
+        return invalid;
+    };
+    let Some((scheme, secret)) = value.trim().split_once(' ') else {
+        return invalid;
+    };
+    let secret = secret.trim();
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || !secret.starts_with(TOKEN_PREFIX)
+        || secret.len() > 200
+    {
+        return invalid;
+    }
+    let hash = hash_secret(secret);
+    if let Some(p) = state.tokens.get(&hash) {
+        return Ok(p);
+    }
+    match state.store.authenticate(hash).await {
+        Ok(Some(p)) => {
+            state.tokens.put(hash, p.clone());
+            Ok(p)
+        }
+        Ok(None) => invalid,
+        Err(e) => {
+            // An unreadable token row fails closed: logged, answered 500.
+            tracing::error!(error = %e, "could not authenticate a token");
+            Err(Err(ApiError::from(e)))
+        }
+    }
+}
+
+/// Leaves the outcome of [`authenticate`] for the extractors (and the token
+/// id for the request log line).
+pub fn record(parts: &mut axum::http::Extensions, outcome: Result<Principal, Unauthenticated>) {
+    match outcome {
+        Ok(p) => {
+            if let Some(slot) = parts.get::<TokenSlot>() {
+                let _ = slot.0.set(p.token_id.clone());
+            }
+            parts.insert(p);
+        }
+        Err(u) => {
+            parts.insert(u);
+        }
+    }
+}
+
+/// The authenticated caller: what the guards layer found (a request that
+/// did not pass through it is authenticated here, the same way).
 pub struct Caller(pub Principal);
 
 impl FromRequestParts<AppState> for Caller {
@@ -36,40 +118,41 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "an Authorization: Bearer token is required",
-                "Bearer",
-            ));
-        };
-        let invalid = || {
-            ApiError::unauthorized(
-                "the bearer token is not valid",
-                "Bearer error=\"invalid_token\"",
-            )
-        };
-        let value = value.to_str().map_err(|_| invalid())?;
-        let (scheme, secret) = value.trim().split_once(' ').ok_or_else(invalid)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(invalid());
+        match MaybeCaller::from_request_parts(parts, state).await? {
+            MaybeCaller(Some(p)) => Ok(Caller(p)),
+            MaybeCaller(None) => Err(Unauthenticated::Missing.error()),
         }
-        let secret = secret.trim();
-        if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 200 {
-            return Err(invalid());
+    }
+}
+
+/// A caller who may be anonymous (`/metrics`): no header is `None`, a
+/// header that does not authenticate is still 401.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(MaybeCaller(Some(p.clone())));
         }
-        let hash = hash_secret(secret);
-        let principal = match state.tokens.get(&hash) {
-            Some(p) => p,
-            None => {
-                let p = state.store.authenticate(hash).await?.ok_or_else(invalid)?;
-                state.tokens.put(hash, p.clone());
-                p
-            }
+        let outcome = match parts.extensions.get::<Unauthenticated>() {
+            Some(u) => Err(*u),
+            None => match authenticate(&parts.headers, state).await {
+                Ok(p) => Ok(p),
+                Err(Ok(u)) => Err(u),
+                Err(Err(e)) => return Err(e),
+            },
         };
-        if let Some(slot) = parts.extensions.get::<TokenSlot>() {
-            let _ = slot.0.set(principal.token_id.clone());
+        record(&mut parts.extensions, outcome.clone());
+        match outcome {
+            Ok(p) => Ok(MaybeCaller(Some(p))),
+            Err(Unauthenticated::Missing) => Ok(MaybeCaller(None)),
+            Err(u) => Err(u.error()),
         }
-        Ok(Caller(principal))
     }
 }
 
@@ -109,6 +192,14 @@ pub struct TokenCache {
 impl TokenCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
     const MAX_ENTRIES: usize = 10_000;
+
+    /// Forgets every cached token (tests: a revocation takes effect now).
+    #[doc(hidden)]
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
 
     fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
         let entries = self.entries.read().ok()?;

@@ -106,7 +106,7 @@ pub const PROBLEM_CODES: &[(&str, u16, &str)] = &[
     (
         "rate_limited",
         429,
-        "Too many requests for this token; wait for `Retry-After` seconds.",
+        "Too many requests for this token, or too many failed authentications from this address; wait for `Retry-After` seconds.",
     ),
     (
         "internal_error",
@@ -122,6 +122,11 @@ pub const PROBLEM_CODES: &[(&str, u16, &str)] = &[
         "timeout",
         503,
         "The request took longer than the server's request timeout; it may or may not have been applied, so retry with the same Idempotency-Key.",
+    ),
+    (
+        "too_many_connections",
+        503,
+        "The server is serving as many connections as it allows; this one is closed. Retry shortly.",
     ),
 ];
 

@@ -30,6 +30,7 @@ pub mod params;
 pub mod planning;
 pub mod pools;
 pub mod schemas;
+mod server;
 pub mod service_lines;
 pub mod usage;
 pub mod webhooks;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub clock: Clock,
     pub settings: Arc<Settings>,
     pub tokens: Arc<auth::TokenCache>,
+    /// The pool gauges of `/metrics`, read at most every few seconds.
+    pub pool_figures: Arc<metrics::PoolFigures>,
 }
 
 /// Behaviour chosen by configuration.
@@ -91,6 +94,7 @@ impl AppState {
             clock,
             settings: Arc::new(Settings::default()),
             tokens: Arc::default(),
+            pool_figures: Arc::default(),
         }
     }
 }
@@ -184,24 +188,63 @@ struct Guards {
     timeout: std::time::Duration,
 }
 
-/// In order: the per-token rate limit (429 before any work), then the
+/// In order: authentication, once, for every request under `/v1` or with
+/// credentials (the outcome is left in the request's extensions for the
+/// extractors); the rate limit of the token, or of the client's address
+/// when authentication failed (429 before any other work); then the
 /// request timeout around `Idempotency-Key` handling and the handler.
 async fn guards_layer(
     State(g): State<Guards>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(refused) = g.limiter.check(&req) {
-        return refused;
+    let credentials = req
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION);
+    if credentials || req.uri().path().starts_with("/v1/") {
+        match auth::authenticate(req.headers(), &g.state).await {
+            Ok(p) => {
+                if let Some(refused) = g.limiter.check_token(&p.token_id) {
+                    return refused;
+                }
+                auth::record(req.extensions_mut(), Ok(p));
+            }
+            Err(Ok(failed)) => {
+                let addr = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+                if let Some(refused) = g.limiter.check_failure(addr) {
+                    return refused;
+                }
+                auth::record(req.extensions_mut(), Err(failed));
+            }
+            Err(Err(e)) => return e.into_response(),
+        }
     }
-    limits::timeout(g.timeout, idempotent_writes(g.state, &g.writes, req, next)).await
+    let abandon_after = abandon_after(g.timeout);
+    limits::timeout(
+        g.timeout,
+        idempotent_writes(g.state, &g.writes, abandon_after, req, next),
+    )
+    .await
 }
 
-/// `Idempotency-Key` handling for the write operations that exist: a method
-/// a route does not have is 405 whatever its key, and never spends the key.
+/// How long a request holding an idempotency key may run at most (its
+/// answer is sent at the request timeout; the work goes on until this),
+/// after which its key is released.
+fn abandon_after(request_timeout: std::time::Duration) -> std::time::Duration {
+    request_timeout.saturating_mul(2)
+}
+
+/// `Idempotency-Key` handling for the write operations that exist, for a
+/// caller already authenticated with write scope: a method a route does not
+/// have is 405 whatever its key, and an unauthenticated or read-only caller
+/// is refused by the handler without the key store being touched.
 async fn idempotent_writes(
     state: AppState,
     writes: &WriteOperations,
+    abandon_after: std::time::Duration,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -212,10 +255,14 @@ async fn idempotent_writes(
             .extensions()
             .get::<axum::extract::MatchedPath>()
             .is_some_and(|m| writes.contains(&(method.clone(), m.as_str().to_owned())));
-    if write {
-        idempotency::layer(State(state), req, next).await
-    } else {
-        next.run(req).await
+    let owner = req
+        .extensions()
+        .get::<capacity_store::Principal>()
+        .filter(|p| p.access == capacity_store::Access::Write)
+        .map(|p| p.token_id.clone());
+    match owner {
+        Some(owner) if write => idempotency::layer(state, owner, abandon_after, req, next).await,
+        _ => next.run(req).await,
     }
 }
 
@@ -314,23 +361,37 @@ pub async fn serve(
     serve_with(listener, state, Limits::default(), shutdown).await
 }
 
-/// [`serve`] with explicit [`Limits`]; also runs the webhook dispatcher.
+/// [`serve`] with explicit [`Limits`]; also runs the webhook dispatcher and
+/// the purge of idempotency keys (once before the first connection is
+/// accepted, so keys a crashed process left in flight are free, then every
+/// minute).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: AppState,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let abandon_after = abandon_after(limits.request_timeout);
+    idempotency::purge(&state, abandon_after).await;
+    let purger = tokio::spawn(idempotency::purge_every_minute(
+        state.clone(),
+        abandon_after,
+    ));
     let dispatcher = state
         .settings
         .deliver_webhooks
         .then(|| tokio::spawn(dispatcher::run(state.clone())));
-    let served = axum::serve(listener, router_with(state, limits))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = server::run(
+        listener,
+        router_with(state, limits.clone()),
+        &limits,
+        shutdown,
+    )
+    .await;
     if let Some(d) = dispatcher {
         d.abort();
     }
+    purger.abort();
     served
 }
 

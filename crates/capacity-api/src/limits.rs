@@ -2,19 +2,21 @@
 //! limit and the page size cap: a per-token rate limit (429 with
 //! `Retry-After`) and a request timeout (503 `timeout`).
 //!
-//! The rate limit is a token bucket per bearer token, keyed by a hash of the
-//! `Authorization` value so the secret is never kept; requests without one
-//! share a bucket. It is checked before authentication, so a flood of bad
-//! tokens costs no database reads. It guards `/v1` only: health checks and
-//! scrapes are never limited.
+//! The rate limit is a token bucket per authenticated token, keyed by the
+//! token's id (so every spelling of one `Authorization` header shares it),
+//! and one per client address for requests that fail to authenticate
+//! (missing, malformed, unknown or revoked tokens), so inventing tokens buys
+//! no fresh burst. Both are checked by the guards layer right after it
+//! authenticated the request, before any idempotency key or body is read.
+//! Requests that carry no credentials outside `/v1` (health checks,
+//! anonymous scrapes) are never limited.
 
 use crate::error::ApiError;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{Quota, RateLimiter};
-use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,11 @@ pub struct Limits {
     pub rate_limit_burst: NonZeroU32,
     /// A request still running after this is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this is
+    /// closed (slow-loris).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -36,58 +43,74 @@ impl Default for Limits {
             rate_limit_per_second: None,
             rate_limit_burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
 
-type Keyed =
-    RateLimiter<[u8; 32], governor::state::keyed::DefaultKeyedStateStore<[u8; 32]>, DefaultClock>;
+type Keyed<K> = RateLimiter<K, governor::state::keyed::DefaultKeyedStateStore<K>, DefaultClock>;
 
-/// The shared per-token buckets (or none, when rate limiting is off).
+/// The shared buckets (or none, when rate limiting is off).
 #[derive(Clone)]
-pub struct Limiter(Option<Arc<Keyed>>);
+pub struct Limiter(Option<Arc<Buckets>>);
+
+struct Buckets {
+    tokens: Keyed<String>,
+    addresses: Keyed<IpAddr>,
+}
 
 impl Limiter {
     pub fn new(limits: &Limits) -> Limiter {
         Limiter(limits.rate_limit_per_second.map(|rate| {
             let quota = Quota::per_second(rate).allow_burst(limits.rate_limit_burst);
-            Arc::new(RateLimiter::keyed(quota))
+            Arc::new(Buckets {
+                tokens: RateLimiter::keyed(quota),
+                addresses: RateLimiter::keyed(quota),
+            })
         }))
+    }
+
+    /// The 429 answer when the token `token_id` is over its rate, else `None`.
+    pub fn check_token(&self, token_id: &str) -> Option<Response> {
+        let buckets = self.0.as_ref()?;
+        check(&buckets.tokens, token_id.to_owned(), "this token")
+    }
+
+    /// The 429 answer when `addr` has failed to authenticate too often.
+    pub fn check_failure(&self, addr: IpAddr) -> Option<Response> {
+        let buckets = self.0.as_ref()?;
+        check(
+            &buckets.addresses,
+            addr,
+            "this address failing to authenticate",
+        )
     }
 }
 
-impl Limiter {
-    /// The 429 answer when `req` exceeds its token's rate, else `None`.
-    pub fn check(&self, req: &Request) -> Option<Response> {
-        let buckets = self.0.as_ref()?;
-        if !req.uri().path().starts_with("/v1/") {
-            return None;
-        }
-        let key: [u8; 32] = Sha256::digest(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .map_or(&b""[..], |v| v.as_bytes()),
-        )
-        .into();
-        // Buckets of tokens gone quiet are dropped now and then, so the map
-        // cannot grow without bound under a flood of distinct bad tokens.
-        if buckets.len() > 10_000 {
-            buckets.retain_recent();
-        }
-        let not_until = buckets.check_key(&key).err()?;
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut res = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests for this token; retry in {secs} s"),
-        )
-        .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        ::metrics::counter!("capacity_rate_limited_total").increment(1);
-        Some(res)
+fn check<K: Clone + std::hash::Hash + Eq>(
+    buckets: &Keyed<K>,
+    key: K,
+    whose: &str,
+) -> Option<Response> {
+    // Buckets gone quiet are dropped now and then, so the map cannot grow
+    // without bound under a flood of distinct keys.
+    if buckets.len() > 10_000 {
+        buckets.retain_recent();
     }
+    let not_until = buckets.check_key(&key).err()?;
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests for {whose}; retry in {secs} s"),
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    ::metrics::counter!("capacity_rate_limited_total").increment(1);
+    Some(res)
 }
 
 /// `answer`, or 503 `timeout` if it takes longer than `limit`.

@@ -12,18 +12,25 @@
 //! - `capacity_allocation_refusals_total{code="insufficient_capacity"}`: the
 //!   no-overcommit invariant refusing a change
 //! - `capacity_pool_total|allocated|available{pool_id,workspace_id,resource_type,unit}`:
-//!   read from the store at each scrape (so they are right in every process
-//!   behind a load balancer, whichever took the writes)
+//!   tenants' figures, so only in a scrape with a platform token (anonymous
+//!   and organization scrapes get the rest). Read from the store (so they are
+//!   right in every process behind a load balancer), at most once per
+//!   [`POOL_FIGURES_TTL`] per process however many scrape, and at most
+//!   [`MAX_POOLS`] pools; written straight into the answer, never into the
+//!   process-wide recorder, so no other scrape can see them.
 //! - `capacity_rate_limited_total`
 //! - `capacity_db_connections{state="in_use"|"idle"}`, `capacity_db_connections_max`:
 //!   the store's connection pool (`Store::connection_stats`)
 
 use crate::AppState;
+use crate::auth::MaybeCaller;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use capacity_store::{Access, PageRequest, PoolFilter, Principal, Tenant};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
@@ -32,7 +39,9 @@ const BUCKETS: [f64; 14] = [
 ];
 /// Pools read per scrape at most: gauges beyond stay unreported rather than
 /// let a scrape grow without bound.
-const MAX_POOLS: usize = 10_000;
+pub const MAX_POOLS: usize = 10_000;
+/// How long one reading of the pools answers scrapes.
+pub const POOL_FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The process-wide recorder's handle, installing it on first use. If some
 /// other recorder was installed first (an embedding program's), ours still
@@ -118,8 +127,27 @@ pub fn record_problem(code: &'static str, status: u16) {
     }
 }
 
-/// Sets the per-pool gauges from the store.
-async fn refresh_pool_gauges(s: &AppState) {
+/// The pool figures' text, read at most once per [`POOL_FIGURES_TTL`]:
+/// scrapes arriving meanwhile wait for the one reading (the lock) and share it.
+#[derive(Default)]
+pub struct PoolFigures(tokio::sync::Mutex<Option<(std::time::Instant, Arc<String>)>>);
+
+impl PoolFigures {
+    async fn text(&self, s: &AppState) -> Arc<String> {
+        let mut cached = self.0.lock().await;
+        if let Some((at, text)) = cached.as_ref()
+            && at.elapsed() < POOL_FIGURES_TTL
+        {
+            return text.clone();
+        }
+        let text = Arc::new(read_pool_figures(s).await);
+        *cached = Some((std::time::Instant::now(), text.clone()));
+        text
+    }
+}
+
+/// The per-pool gauges in the text format, read from the store.
+async fn read_pool_figures(s: &AppState) -> String {
     let platform = Principal {
         token_id: "metrics".to_owned(),
         tenant: Tenant::Platform,
@@ -128,6 +156,11 @@ async fn refresh_pool_gauges(s: &AppState) {
     let now = s.clock.now();
     let mut after = None;
     let mut seen = 0;
+    let mut series: [(&str, String); 3] = [
+        ("capacity_pool_total", String::new()),
+        ("capacity_pool_allocated", String::new()),
+        ("capacity_pool_available", String::new()),
+    ];
     loop {
         let page = PageRequest { limit: 100, after };
         let pools = match s
@@ -138,23 +171,21 @@ async fn refresh_pool_gauges(s: &AppState) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: could not read pools");
-                return;
+                break;
             }
         };
         for p in &pools.items {
-            let labels = [
-                ("pool_id", p.id.to_string()),
-                ("workspace_id", p.workspace_id.to_string()),
-                ("resource_type", p.resource_type.as_str().to_owned()),
-                (
-                    "unit",
-                    capacity_store::unit_name(p.resource_type).to_owned(),
-                ),
-            ];
+            let labels = format!(
+                "pool_id=\"{}\",workspace_id=\"{}\",resource_type=\"{}\",unit=\"{}\"",
+                p.id,
+                p.workspace_id,
+                p.resource_type.as_str(),
+                capacity_store::unit_name(p.resource_type)
+            );
             let units = |t: i64| t as f64 / 1000.0;
-            metrics::gauge!("capacity_pool_total", &labels).set(units(p.total));
-            metrics::gauge!("capacity_pool_allocated", &labels).set(units(p.allocated));
-            metrics::gauge!("capacity_pool_available", &labels).set(units(p.available()));
+            for ((name, out), v) in series.iter_mut().zip([p.total, p.allocated, p.available()]) {
+                let _ = writeln!(out, "{name}{{{labels}}} {}", units(v));
+            }
         }
         seen += pools.items.len();
         match pools.next {
@@ -162,31 +193,46 @@ async fn refresh_pool_gauges(s: &AppState) {
             _ => break,
         }
     }
+    let mut text = String::new();
+    for (name, lines) in series {
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        text.push_str(&lines);
+    }
+    text
 }
 
 /// Prometheus metrics
+///
+/// Request counts, latencies, problems and connections for anyone; with a
+/// platform token, every pool's figures too.
 #[utoipa::path(
     get,
     path = "/metrics",
     operation_id = "metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "[`unauthorized`](/docs#problem-unauthorized): a token was sent and does not authenticate", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn scrape(State(s): State<AppState>) -> Response {
+pub async fn scrape(State(s): State<AppState>, caller: MaybeCaller) -> Response {
     let handle = handle();
-    refresh_pool_gauges(&s).await;
     if let Some(c) = s.store.connection_stats() {
         metrics::gauge!("capacity_db_connections", "state" => "in_use").set(c.in_use as f64);
         metrics::gauge!("capacity_db_connections", "state" => "idle").set(c.idle as f64);
         metrics::gauge!("capacity_db_connections_max").set(c.max as f64);
     }
     handle.run_upkeep();
+    let mut text = handle.render();
+    if caller.0.is_some_and(|p| p.is_platform()) {
+        text.push_str(&s.pool_figures.text(&s).await);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        handle.render(),
+        text,
     )
         .into_response()
 }

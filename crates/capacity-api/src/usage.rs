@@ -33,6 +33,7 @@ pub const MAX_BATCH: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct Batch {
     #[schema(min_items = 1, max_items = 1000, value_type = Vec<RecordItem>)]
+    #[serde(deserialize_with = "at_most_a_batch")]
     records: Vec<serde_json::Value>,
 }
 
@@ -91,8 +92,37 @@ struct Record {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FastBatch<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "at_most_a_batch")]
     records: Vec<FastRecord<'a>>,
+}
+
+const TOO_MANY: &str = "must hold 1 to 1000 records";
+
+/// A JSON array read no further than its [`MAX_BATCH`] + 1st element: a
+/// batch too large is refused without reading (or allocating for) the rest.
+fn at_most_a_batch<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of records")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
+            while let Some(r) = seq.next_element()? {
+                if records.len() == MAX_BATCH {
+                    return Err(serde::de::Error::custom(TOO_MANY));
+                }
+                records.push(r);
+            }
+            Ok(records)
+        }
+    }
+    d.deserialize_seq(Bounded(std::marker::PhantomData))
 }
 
 /// [`Record`] borrowing from the body. The checks [`Record`]'s field types
@@ -251,16 +281,14 @@ pub async fn ingest(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
+    // Scope first: a caller who may not meter costs no parsing.
+    let scope = caller.require_platform_write()?;
     let parsed = match parse_fast(&body) {
         Some(p) => p,
         None => parse_each(&body)?,
     };
-    let scope = caller.require_platform_write()?;
     if parsed.lines.is_empty() || parsed.lines.len() > MAX_BATCH {
-        return Err(ApiError::validation(
-            "records",
-            format!("must hold 1 to {MAX_BATCH} records"),
-        ));
+        return Err(ApiError::validation("records", TOO_MANY));
     }
     let Parsed {
         mut lines,

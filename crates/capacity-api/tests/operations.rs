@@ -9,12 +9,15 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 async fn scrape(app: &common::TestApp) -> prometheus_parse::Scrape {
-    let res = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    scrape_as(app, None).await
+}
+
+async fn scrape_as(app: &common::TestApp, token: Option<&str>) -> prometheus_parse::Scrape {
+    let mut req = app.client.get(format!("{}/metrics", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-type"]
@@ -89,7 +92,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
 #[tokio::test]
 async fn metrics_show_pool_gauges_read_from_the_store() {
     let app = spawn_app().await;
-    let s = scrape(&app).await;
+    let s = scrape_as(&app, Some(&app.tokens.platform_read)).await;
     let pool = [
         ("pool_id", "CAP-26-000112"),
         ("resource_type", "talent_hours"),
@@ -182,4 +185,140 @@ async fn a_request_over_the_timeout_is_answered_503_timeout() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["code"], "timeout");
     assert_eq!(body["status"], 503);
+}
+
+#[tokio::test]
+async fn pool_figures_are_shown_only_to_a_platform_token() {
+    let app = spawn_app().await;
+    let pool = [("pool_id", "CAP-26-000112")];
+    for token in [None, Some(app.tokens.org_read.as_str())] {
+        let s = scrape_as(&app, token).await;
+        for m in [
+            "capacity_pool_total",
+            "capacity_pool_allocated",
+            "capacity_pool_available",
+        ] {
+            assert!(
+                !s.samples.iter().any(|x| x.metric == m),
+                "{m} shown to {token:?}"
+            );
+        }
+    }
+    // Even after a platform scrape, an anonymous one shows none.
+    let s = scrape_as(&app, Some(&app.tokens.platform)).await;
+    assert_eq!(value(&s, "capacity_pool_total", &pool), Some(200.0));
+    let s = scrape(&app).await;
+    assert!(
+        !s.samples
+            .iter()
+            .any(|x| x.metric.starts_with("capacity_pool_"))
+    );
+    // A token that does not authenticate is 401, not a public scrape.
+    let a = app
+        .send("GET", "/metrics", Some("cap_invented"), None)
+        .await;
+    assert_problem(&a, 401, "unauthorized");
+}
+
+fn limited(burst: u32) -> capacity_api::Limits {
+    capacity_api::Limits {
+        rate_limit_per_second: NonZeroU32::new(1),
+        rate_limit_burst: NonZeroU32::new(burst).unwrap(),
+        ..capacity_api::Limits::default()
+    }
+}
+
+async fn get_with_authorization(app: &common::TestApp, value: &str) -> common::Answer {
+    let res = app
+        .client
+        .get(format!("{}/v1/capacity", app.base))
+        .header("authorization", value)
+        .send()
+        .await
+        .unwrap();
+    common::answer(res).await
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_per_token_however_its_header_is_spelled() {
+    let app = spawn_app_with_limits(limited(2)).await;
+    let t = &app.tokens.platform;
+    let spellings = [
+        format!("Bearer {t}"),
+        format!("bearer {t}"),
+        format!("BEARER {t}"),
+        format!("Bearer  {t}"),
+    ];
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for s in &spellings {
+            v.push(get_with_authorization(&app, s).await.status);
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 429, 429]);
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_address() {
+    let app = spawn_app_with_limits(limited(2)).await;
+    // The valid token is looked up (and cached) before the flood.
+    assert_eq!(
+        app.get("/v1/capacity", &app.tokens.platform).await.status,
+        200
+    );
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let a = app.get("/v1/capacity", &format!("cap_invented_{i}")).await;
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses, [401, 401, 429, 429]);
+    let a = app.send("GET", "/v1/capacity", None, None).await;
+    assert_problem(&a, 429, "rate_limited");
+    // A token that authenticates has its own bucket.
+    assert_eq!(
+        app.get("/v1/capacity", &app.tokens.platform).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with_limits(capacity_api::Limits {
+        header_read_timeout: Duration::from_millis(200),
+        ..capacity_api::Limits::default()
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // Not a timing assertion: only a guard so that a hang fails the test.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the server held a half-sent request open");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with_limits(capacity_api::Limits {
+        max_connections: 1,
+        ..capacity_api::Limits::default()
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://");
+    // One connection, kept alive after a whole answer: it holds the only slot.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = held.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let a = app.send("GET", "/healthz", None, None).await;
+    assert_problem(&a, 503, "too_many_connections");
+    drop(held);
 }

@@ -129,3 +129,35 @@ async fn a_bad_record_does_not_change_how_the_good_ones_are_read() {
         .await;
     assert_eq!(again.body["data"]["duplicates"], json!(2));
 }
+
+async fn post_raw(app: &TestApp, token: &str, body: String) -> Answer {
+    let res = app
+        .client
+        .post(format!("{}/v1/capacity/usage", app.base))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    answer(res).await
+}
+
+#[tokio::test]
+async fn usage_scope_is_checked_before_the_body_is_read() {
+    let app = spawn_app().await;
+    let a = post_raw(&app, &app.tokens.org_write, "{not json".to_owned()).await;
+    assert_problem(&a, 403, "forbidden");
+}
+
+#[tokio::test]
+async fn a_batch_over_1000_records_is_refused_before_the_rest_is_read() {
+    let app = spawn_app().await;
+    let record = r#"{"id":"r","allocation_id":"ALLOC-26-000441","quantity":1,"occurred_at":"2026-04-14T10:00:00Z"}"#;
+    // 1001 records, then a tail that is not JSON: only a reader that stops at
+    // the 1001st record can tell the batch is too large.
+    let body = format!("{{\"records\":[{}, garbage", vec![record; 1001].join(","));
+    let a = post_raw(&app, &app.tokens.platform, body).await;
+    assert_problem(&a, 422, "validation_failed");
+    assert_eq!(a.body["errors"][0]["field"], "records");
+}

@@ -9,7 +9,10 @@
 
 use crate::sql::{Db, DbResult};
 use capacity_domain::Instant;
-use capacity_store::{IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError, StoredResponse};
+use capacity_store::{
+    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError,
+    StoredResponse,
+};
 
 /// A stored key: request fingerprint, answer status and body (none while in flight).
 type KeyRow = (Vec<u8>, Option<i64>, Option<Vec<u8>>);
@@ -126,4 +129,32 @@ pub async fn finish(
         }
     }
     Ok(())
+}
+
+/// Expired keys, then abandoned reservations, oldest first, each by its
+/// index on `created_at` (migration 0013). Safe beside other processes: a
+/// reservation is older than `in_flight_before` only when no process can
+/// still be running its request (the caller's bound, see the API's guards).
+pub async fn purge(
+    db: &Db<'_>,
+    expired_before: Instant,
+    in_flight_before: Instant,
+) -> Result<u64, StoreError> {
+    let limit = IDEMPOTENCY_PURGE_BATCH as i64;
+    let expired = db
+        .execute(
+            "DELETE FROM idempotency_keys WHERE (token_id, key) IN (SELECT token_id, key \
+             FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            &[&expired_before.micros(), &limit],
+        )
+        .await?;
+    let abandoned = db
+        .execute(
+            "DELETE FROM idempotency_keys WHERE (token_id, key) IN (SELECT token_id, key \
+             FROM idempotency_keys WHERE status IS NULL AND created_at < $1 \
+             ORDER BY created_at LIMIT $2)",
+            &[&in_flight_before.micros(), &limit],
+        )
+        .await?;
+    Ok(expired + abandoned)
 }

@@ -1002,6 +1002,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn idempotency_purge(
+        &self,
+        expired_before: Instant,
+        in_flight_before: Instant,
+    ) -> Result<u64> {
+        self.run(Mode::Write, |db| {
+            unit!(idempotency::purge(db, expired_before, in_flight_before).await)
+        })
+        .await
+    }
+
     async fn utilisation_series(
         &self,
         scope: &Scope,

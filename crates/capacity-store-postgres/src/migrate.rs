@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workspaces",
         include_str!("../migrations/0012_workspaces.sql"),
     ),
+    (
+        13,
+        "idempotency_purge",
+        include_str!("../migrations/0013_idempotency_purge.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

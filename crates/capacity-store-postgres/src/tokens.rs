@@ -1,34 +1,27 @@
 //! API tokens, stored only as SHA-256 hashes of their secrets.
 
 use crate::sql::{Db, DbResult, mint_id};
+use capacity_domain::Instant;
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::{Instant, OrgId, WorkspaceId};
-use capacity_store::{Access, NewToken, Principal, StoreError, Tenant, TokenKind, TokenRecord};
+use capacity_store::{NewToken, Principal, StoreError, TokenRecord, token_from_stored};
 use tokio_postgres::Row;
 
 const SELECT: &str =
     "SELECT id, kind, organization_id, workspaces, access, created_at, revoked_at FROM tokens";
 
-fn row(r: &Row) -> Result<Option<TokenRecord>, tokio_postgres::Error> {
-    let kind: String = r.try_get(1)?;
-    let access: String = r.try_get(4)?;
-    let workspaces: String = r.try_get(3)?;
-    let (Some(kind), Some(access)) = (TokenKind::parse(&kind), Access::parse(&access)) else {
-        return Ok(None);
-    };
-    let workspaces: Vec<String> = serde_json::from_str(&workspaces).unwrap_or_default();
-    Ok(Some(TokenRecord {
-        id: r.try_get(0)?,
-        kind,
-        organization_id: r.try_get::<_, Option<String>>(2)?.map(OrgId::from_trusted),
-        workspaces: workspaces
-            .into_iter()
-            .map(WorkspaceId::from_trusted)
-            .collect(),
-        access,
-        created_at: Instant::from_micros(r.try_get(5)?),
-        revoked_at: r.try_get::<_, Option<i64>>(6)?.map(Instant::from_micros),
-    }))
+/// A token row, decoded by the contract's one reading (which fails closed).
+fn row(r: &Row) -> Result<Result<TokenRecord, StoreError>, tokio_postgres::Error> {
+    let (kind, workspaces, access): (String, String, String) =
+        (r.try_get(1)?, r.try_get(3)?, r.try_get(4)?);
+    Ok(token_from_stored(
+        r.try_get(0)?,
+        &kind,
+        r.try_get(2)?,
+        &workspaces,
+        &access,
+        Instant::from_micros(r.try_get(5)?),
+        r.try_get::<_, Option<i64>>(6)?.map(Instant::from_micros),
+    ))
 }
 
 pub async fn create(db: &Db<'_>, new: NewToken, now: Instant) -> Result<TokenRecord, StoreError> {
@@ -63,7 +56,7 @@ pub async fn create(db: &Db<'_>, new: NewToken, now: Instant) -> Result<TokenRec
 pub async fn list(db: &Db<'_>) -> Result<Vec<TokenRecord>, StoreError> {
     let rows = db.query(&format!("{SELECT} ORDER BY seq"), &[]).await?;
     let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>().db()?;
-    Ok(rows.into_iter().flatten().collect())
+    rows.into_iter().collect()
 }
 
 pub async fn revoke(db: &Db<'_>, id: &str, now: Instant) -> Result<bool, StoreError> {
@@ -77,30 +70,15 @@ pub async fn revoke(db: &Db<'_>, id: &str, now: Instant) -> Result<bool, StoreEr
 }
 
 pub async fn authenticate(db: &Db<'_>, hash: [u8; 32]) -> Result<Option<Principal>, StoreError> {
-    let rec = db
-        .query_opt(
-            &format!("{SELECT} WHERE hash = $1 AND revoked_at IS NULL"),
-            &[&&hash[..]],
-        )
-        .await?
-        .as_ref()
-        .map(row)
-        .transpose()
-        .db()?
-        .flatten();
-    Ok(rec.and_then(|t| {
-        let tenant = match (t.kind, t.organization_id) {
-            (TokenKind::Platform, _) => Tenant::Platform,
-            (TokenKind::Organization, Some(id)) => Tenant::Organization {
-                id,
-                workspaces: (!t.workspaces.is_empty()).then_some(t.workspaces),
-            },
-            (TokenKind::Organization, None) => return None,
-        };
-        Some(Principal {
-            token_id: t.id,
-            tenant,
-            access: t.access,
-        })
-    }))
+    db.query_opt(
+        &format!("{SELECT} WHERE hash = $1 AND revoked_at IS NULL"),
+        &[&&hash[..]],
+    )
+    .await?
+    .as_ref()
+    .map(row)
+    .transpose()
+    .db()?
+    .transpose()
+    .map(|t| t.map(TokenRecord::principal))
 }

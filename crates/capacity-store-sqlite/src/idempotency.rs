@@ -3,7 +3,10 @@
 
 use crate::sql::DbResult;
 use capacity_domain::Instant;
-use capacity_store::{IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError, StoredResponse};
+use capacity_store::{
+    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError,
+    StoredResponse,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A stored key: request fingerprint, answer status and body (none while in flight).
@@ -96,4 +99,31 @@ pub fn finish(
         }
     }
     Ok(())
+}
+
+/// Expired keys, then abandoned reservations, oldest first, each by its
+/// index on `created_at` (migration 0013).
+pub fn purge(
+    conn: &Connection,
+    expired_before: Instant,
+    in_flight_before: Instant,
+) -> Result<u64, StoreError> {
+    let limit = IDEMPOTENCY_PURGE_BATCH as i64;
+    let expired = conn
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+             WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )
+        .db()?
+        .execute(params![expired_before.micros(), limit])
+        .db()?;
+    let abandoned = conn
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+             WHERE status IS NULL AND created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )
+        .db()?
+        .execute(params![in_flight_before.micros(), limit])
+        .db()?;
+    Ok((expired + abandoned) as u64)
 }

@@ -428,6 +428,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn idempotency_purge(
+        &self,
+        expired_before: Instant,
+        in_flight_before: Instant,
+    ) -> Result<u64> {
+        self.writer
+            .write(move |c| idempotency::purge(c, expired_before, in_flight_before))
+            .await
+    }
+
     async fn utilisation_series(
         &self,
         scope: &Scope,

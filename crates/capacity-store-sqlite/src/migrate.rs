@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0010_fewer_allocation_indexes",
     "0011_allocation_terms_clustered",
     "0012_workspaces",
+    "0013_idempotency_purge",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,34 +1,26 @@
 //! API tokens, stored only as SHA-256 hashes of their secrets.
 
 use crate::sql::{DbResult, mint_id};
+use capacity_domain::Instant;
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::{Instant, OrgId, WorkspaceId};
-use capacity_store::{Access, NewToken, Principal, StoreError, Tenant, TokenKind, TokenRecord};
+use capacity_store::{NewToken, Principal, StoreError, TokenRecord, token_from_stored};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const SELECT: &str =
     "SELECT id, kind, organization_id, workspaces, access, created_at, revoked_at FROM tokens";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Option<TokenRecord>> {
-    let kind: String = r.get(1)?;
-    let access: String = r.get(4)?;
-    let workspaces: String = r.get(3)?;
-    let (Some(kind), Some(access)) = (TokenKind::parse(&kind), Access::parse(&access)) else {
-        return Ok(None);
-    };
-    let workspaces: Vec<String> = serde_json::from_str(&workspaces).unwrap_or_default();
-    Ok(Some(TokenRecord {
-        id: r.get(0)?,
-        kind,
-        organization_id: r.get::<_, Option<String>>(2)?.map(OrgId::from_trusted),
-        workspaces: workspaces
-            .into_iter()
-            .map(WorkspaceId::from_trusted)
-            .collect(),
-        access,
-        created_at: Instant::from_micros(r.get(5)?),
-        revoked_at: r.get::<_, Option<i64>>(6)?.map(Instant::from_micros),
-    }))
+/// A token row, decoded by the contract's one reading (which fails closed).
+fn row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
+    let (kind, workspaces, access): (String, String, String) = (r.get(1)?, r.get(3)?, r.get(4)?);
+    Ok(token_from_stored(
+        r.get(0)?,
+        &kind,
+        r.get(2)?,
+        &workspaces,
+        &access,
+        Instant::from_micros(r.get(5)?),
+        r.get::<_, Option<i64>>(6)?.map(Instant::from_micros),
+    ))
 }
 
 pub fn create(conn: &Connection, new: NewToken, now: Instant) -> Result<TokenRecord, StoreError> {
@@ -67,7 +59,7 @@ pub fn list(conn: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
-    Ok(rows.into_iter().flatten().collect())
+    rows.into_iter().collect()
 }
 
 pub fn revoke(conn: &Connection, id: &str, now: Instant) -> Result<bool, StoreError> {
@@ -81,26 +73,11 @@ pub fn revoke(conn: &Connection, id: &str, now: Instant) -> Result<bool, StoreEr
 }
 
 pub fn authenticate(conn: &Connection, hash: [u8; 32]) -> Result<Option<Principal>, StoreError> {
-    let rec = conn
-        .prepare_cached(&format!("{SELECT} WHERE hash = ?1 AND revoked_at IS NULL"))
+    conn.prepare_cached(&format!("{SELECT} WHERE hash = ?1 AND revoked_at IS NULL"))
         .db()?
         .query_row([&hash[..]], row)
         .optional()
         .db()?
-        .flatten();
-    Ok(rec.and_then(|t| {
-        let tenant = match (t.kind, t.organization_id) {
-            (TokenKind::Platform, _) => Tenant::Platform,
-            (TokenKind::Organization, Some(id)) => Tenant::Organization {
-                id,
-                workspaces: (!t.workspaces.is_empty()).then_some(t.workspaces),
-            },
-            (TokenKind::Organization, None) => return None,
-        };
-        Some(Principal {
-            token_id: t.id,
-            tenant,
-            access: t.access,
-        })
-    }))
+        .transpose()
+        .map(|t| t.map(TokenRecord::principal))
 }

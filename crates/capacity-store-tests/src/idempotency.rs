@@ -107,3 +107,51 @@ pub async fn concurrent_requests_with_one_key_reserve_it_once(store: Arc<dyn Sto
     }
     assert_eq!((reserved, in_flight), (1, 15));
 }
+
+pub async fn expired_keys_and_abandoned_reservations_are_purged(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let day = IDEMPOTENCY_TTL_MICROS;
+    let long_ago = now().plus_micros(-2 * day);
+    let minute_ago = now().plus_micros(-60_000_000);
+    // Answered long ago (expired), answered recently (kept), reserved long
+    // ago and never finished (abandoned), reserved just now (running).
+    for (key, at) in [("old", long_ago), ("new", minute_ago)] {
+        s.idempotency_reserve(OWNER, key, [1u8; 32], at)
+            .await
+            .unwrap();
+        s.idempotency_finish(OWNER, key, Some(answer()))
+            .await
+            .unwrap();
+    }
+    s.idempotency_reserve(OWNER, "abandoned", [1u8; 32], minute_ago)
+        .await
+        .unwrap();
+    s.idempotency_reserve(OWNER, "running", [1u8; 32], now())
+        .await
+        .unwrap();
+    let in_flight_before = now().plus_micros(-1);
+    let purged = s
+        .idempotency_purge(now().plus_micros(-day), in_flight_before)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2, "the expired key and the abandoned reservation");
+    assert_eq!(
+        s.idempotency_purge(now().plus_micros(-day), in_flight_before)
+            .await
+            .unwrap(),
+        0
+    );
+    let reserve = |key: &'static str| s.idempotency_reserve(OWNER, key, [1u8; 32], now());
+    assert_eq!(
+        reserve("new").await.unwrap(),
+        IdempotencyReservation::Replay(answer())
+    );
+    assert_eq!(
+        reserve("running").await.unwrap(),
+        IdempotencyReservation::InFlight
+    );
+    assert_eq!(
+        reserve("abandoned").await.unwrap(),
+        IdempotencyReservation::Reserved
+    );
+}

@@ -199,6 +199,10 @@ macro_rules! conformance_tests {
             $fresh,
             idempotency::concurrent_requests_with_one_key_reserve_it_once
         );
+        $crate::conformance_test!(
+            $fresh,
+            idempotency::expired_keys_and_abandoned_reservations_are_purged
+        );
         $crate::conformance_test!($fresh, utilisation::usage_rolls_up_by_week_across_batches);
         $crate::conformance_test!(
             $fresh,

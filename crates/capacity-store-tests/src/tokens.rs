@@ -71,3 +71,38 @@ pub async fn tokens_authenticate_until_revoked(store: Arc<dyn Store>) {
     assert_eq!(all[1].revoked_at, Some(later));
     assert_eq!(all[1].workspaces, vec![ws(WS_A), ws(WS_B)]);
 }
+
+/// The secret hash of [`a_narrowed_token`].
+pub const NARROWED_HASH: [u8; 32] = [5u8; 32];
+
+/// Mints a token narrowed to one workspace, for a backend's test to damage
+/// its stored workspace list before [`an_unreadable_workspace_list_fails_closed`].
+pub async fn a_narrowed_token(store: &dyn Store) -> String {
+    store
+        .create_token(
+            NewToken {
+                kind: TokenKind::Organization,
+                organization_id: Some(OrgId::parse(ORG_A).unwrap()),
+                workspaces: vec![ws(WS_A)],
+                access: Access::Read,
+                hash: NARROWED_HASH,
+            },
+            now(),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// A token whose stored workspace list does not decode is refused with an
+/// error: never read as "no narrowing" (the whole organization).
+pub async fn an_unreadable_workspace_list_fails_closed(store: &dyn Store) {
+    match store.authenticate(NARROWED_HASH).await {
+        Err(StoreError::Internal(_)) => {}
+        other => panic!("an unreadable workspace list must fail closed, got {other:?}"),
+    }
+    assert!(
+        store.list_tokens().await.is_err(),
+        "listing must not show the token as unnarrowed either"
+    );
+}

@@ -278,3 +278,20 @@ async fn processes_writing_to_one_pool_in_turn_never_overcommit() {
     let p = second.get_pool(&platform(), &pool.id, now()).await.unwrap();
     assert_eq!(p.allocated, 10_000);
 }
+
+#[tokio::test]
+async fn an_unreadable_workspace_list_fails_closed() {
+    let Some((store, db)) = fresh("an_unreadable_workspace_list_fails_closed").await else {
+        return;
+    };
+    let id = capacity_store_tests::tokens::a_narrowed_token(store.as_ref()).await;
+    raw(&db.url)
+        .await
+        .execute(
+            "UPDATE tokens SET workspaces = 'not json' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    capacity_store_tests::tokens::an_unreadable_workspace_list_fails_closed(store.as_ref()).await;
+}

@@ -443,6 +443,69 @@ pub enum IdempotencyReservation {
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
 
+/// Keys one [`Store::idempotency_purge`] call deletes at most, so a purge
+/// never holds the (SQLite: only) writer for long; the caller calls again
+/// while it gets this many.
+pub const IDEMPOTENCY_PURGE_BATCH: u64 = 1000;
+
+/// A token as stored, decoded or refused. Every stored field must decode:
+/// a workspace list that does not is an error (logged, the request fails),
+/// never read as "no narrowing", which would widen the token to its whole
+/// organization. Both backends read tokens through this.
+pub fn token_from_stored(
+    id: String,
+    kind: &str,
+    organization_id: Option<String>,
+    workspaces: &str,
+    access: &str,
+    created_at: Instant,
+    revoked_at: Option<Instant>,
+) -> Result<TokenRecord> {
+    let corrupt =
+        |what: &str| StoreError::Internal(format!("token {id}: unreadable stored {what}"));
+    let kind = TokenKind::parse(kind).ok_or_else(|| corrupt("kind"))?;
+    let access = Access::parse(access).ok_or_else(|| corrupt("access"))?;
+    let organization_id = organization_id
+        .map(|o| OrgId::parse(&o).map_err(|_| corrupt("organization")))
+        .transpose()?;
+    let workspaces = serde_json::from_str::<Vec<String>>(workspaces)
+        .map_err(|_| corrupt("workspaces"))?
+        .iter()
+        .map(|w| WorkspaceId::parse(w).map_err(|_| corrupt("workspaces")))
+        .collect::<Result<Vec<_>>>()?;
+    if kind == TokenKind::Organization && organization_id.is_none() {
+        return Err(corrupt("organization"));
+    }
+    Ok(TokenRecord {
+        id,
+        kind,
+        organization_id,
+        workspaces,
+        access,
+        created_at,
+        revoked_at,
+    })
+}
+
+impl TokenRecord {
+    /// Who this (live) token authenticates as.
+    pub fn principal(self) -> Principal {
+        let tenant = match (self.kind, self.organization_id) {
+            (TokenKind::Organization, Some(id)) => Tenant::Organization {
+                id,
+                workspaces: (!self.workspaces.is_empty()).then_some(self.workspaces),
+            },
+            // `token_from_stored` refuses an organization token without one.
+            _ => Tenant::Platform,
+        };
+        Principal {
+            token_id: self.id,
+            tenant,
+            access: self.access,
+        }
+    }
+}
+
 /// A new demand request. `quantity` is per the workspace pool's period.
 #[derive(Debug, Clone)]
 pub struct NewDemandRequest {
@@ -741,6 +804,15 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         response: Option<StoredResponse>,
     ) -> Result<()>;
+    /// Deletes up to [`IDEMPOTENCY_PURGE_BATCH`] keys created before
+    /// `expired_before` and up to as many still in flight that were reserved
+    /// before `in_flight_before` (their request cannot still be running);
+    /// answers how many went.
+    async fn idempotency_purge(
+        &self,
+        expired_before: Instant,
+        in_flight_before: Instant,
+    ) -> Result<u64>;
 
     /// The weekly utilisation series of the last `weeks` complete ISO weeks, oldest first.
     async fn utilisation_series(

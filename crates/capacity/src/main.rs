@@ -303,6 +303,7 @@ async fn run(command: Command, file: config::FileConfig) -> Result<(), String> {
                     file.request_timeout_seconds,
                     config::DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 )),
+                ..capacity_api::Limits::default()
             };
             if limits.request_timeout.is_zero() {
                 return Err("request_timeout_seconds must be at least 1".into());

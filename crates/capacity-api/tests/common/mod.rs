@@ -34,6 +34,9 @@ pub struct TestApp {
     pub tokens: Tokens,
     pub clock: Clock,
     pub store: Arc<dyn Store>,
+    /// The server's cache of authenticated tokens.
+    pub token_cache: Arc<capacity_api::auth::TokenCache>,
+    pub limits: capacity_api::Limits,
     _db: Backing,
 }
 
@@ -164,17 +167,12 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut state = AppState::new(store.clone(), clock.clone());
-    // Webhook receivers in tests listen on loopback.
-    state.settings = Arc::new(capacity_api::Settings {
-        allow_private_webhooks: true,
-        dispatch_interval: std::time::Duration::from_millis(20),
-        ..capacity_api::Settings::default()
-    });
+    let state = test_state(store.clone(), clock.clone());
+    let token_cache = state.tokens.clone();
     tokio::spawn(capacity_api::serve_with(
         listener,
         state,
-        limits,
+        limits.clone(),
         std::future::pending(),
     ));
     TestApp {
@@ -183,7 +181,36 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
         tokens,
         clock,
         store,
+        token_cache,
+        limits,
         _db: backing,
+    }
+}
+
+fn test_state(store: Arc<dyn Store>, clock: Clock) -> AppState {
+    let mut state = AppState::new(store, clock);
+    // Webhook receivers in tests listen on loopback.
+    state.settings = Arc::new(capacity_api::Settings {
+        allow_private_webhooks: true,
+        dispatch_interval: std::time::Duration::from_millis(20),
+        ..capacity_api::Settings::default()
+    });
+    state
+}
+
+impl TestApp {
+    /// A second server process on the same database (as after a restart):
+    /// its base URL once it accepts connections.
+    pub async fn start_another_server(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(capacity_api::serve_with(
+            listener,
+            test_state(self.store.clone(), self.clock.clone()),
+            self.limits.clone(),
+            std::future::pending(),
+        ));
+        base
     }
 }
 
