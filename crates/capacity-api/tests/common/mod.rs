@@ -116,7 +116,21 @@ pub async fn spawn_app_with_limits(limits: capacity_api::Limits) -> TestApp {
     spawn(true, limits).await
 }
 
+/// A fresh app with the seed dataset and its settings changed by `tweak`
+/// (after the tests' defaults: private webhooks allowed, a 20 ms dispatch interval).
+pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut capacity_api::Settings)) -> TestApp {
+    spawn_configured(true, capacity_api::Limits::default(), tweak).await
+}
+
 async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
+    spawn_configured(seed, limits, |_| {}).await
+}
+
+async fn spawn_configured(
+    seed: bool,
+    limits: capacity_api::Limits,
+    tweak: impl FnOnce(&mut capacity_api::Settings),
+) -> TestApp {
     capacity_api::dispatcher::install_crypto_provider();
     let (store, backing) = fresh_store().await;
     let clock = Clock::pinned(at(NOW));
@@ -154,11 +168,13 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut state = AppState::new(store.clone(), clock.clone());
     // Webhook receivers in tests listen on loopback.
-    state.settings = Arc::new(capacity_api::Settings {
+    let mut settings = capacity_api::Settings {
         allow_private_webhooks: true,
         dispatch_interval: std::time::Duration::from_millis(20),
         ..capacity_api::Settings::default()
-    });
+    };
+    tweak(&mut settings);
+    state.settings = Arc::new(settings);
     tokio::spawn(capacity_api::serve_with(
         listener,
         state,
