@@ -458,3 +458,65 @@ async fn the_delivery_log_shows_a_failure_class_not_the_socket_error() {
         assert_eq!(d["status"], "pending", "{url}: retried later");
     }
 }
+
+/// 20 endpoints per organization: the 21st answers 409
+/// `webhook_endpoint_limit`, a code the OpenAPI document lists for the route.
+#[tokio::test]
+async fn an_organization_may_have_twenty_webhook_endpoints() {
+    let app = spawn_app().await;
+    let t = &app.tokens.org_write;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let a = app
+            .post(
+                "/v1/webhook-endpoints",
+                t,
+                json!({"url": format!("http://127.0.0.1:9/{i}")}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        ids.push(a.body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let more = app
+        .post(
+            "/v1/webhook-endpoints",
+            t,
+            json!({"url": "http://127.0.0.1:9/more"}),
+        )
+        .await;
+    assert_problem(&more, 409, "webhook_endpoint_limit");
+    // Another organization counts its own.
+    let other = app
+        .post(
+            "/v1/webhook-endpoints",
+            &app.tokens.other_org,
+            json!({"url": "http://127.0.0.1:9/other"}),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let del = app
+        .send(
+            "DELETE",
+            &format!("/v1/webhook-endpoints/{}", ids[0]),
+            Some(t),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 204);
+    let again = app
+        .post(
+            "/v1/webhook-endpoints",
+            t,
+            json!({"url": "http://127.0.0.1:9/again"}),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let doc = app.get("/openapi.json", t).await.body;
+    let conflict = &doc["paths"]["/v1/webhook-endpoints"]["post"]["responses"]["409"];
+    assert!(
+        conflict["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("webhook_endpoint_limit")),
+        "{conflict}"
+    );
+}

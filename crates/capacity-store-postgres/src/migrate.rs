@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "allocation_terms_clustered",
         include_str!("../migrations/0011_allocation_terms_clustered.sql"),
     ),
+    (
+        14,
+        "webhook_leases",
+        include_str!("../migrations/0014_webhook_leases.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0009_id_sequences",
     "0010_fewer_allocation_indexes",
     "0011_allocation_terms_clustered",
+    "0014_webhook_leases",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

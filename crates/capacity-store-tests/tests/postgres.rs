@@ -278,3 +278,27 @@ async fn processes_writing_to_one_pool_in_turn_never_overcommit() {
     let p = second.get_pool(&platform(), &pool.id, now()).await.unwrap();
     assert_eq!(p.allocated, 10_000);
 }
+
+/// The shared rule, with the stored list overwritten by SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_event_types_deliver_nothing() {
+    let Some((store, db)) = fresh("unreadable_event_types_deliver_nothing").await else {
+        return;
+    };
+    let url = db.url.clone();
+    capacity_store_tests::webhooks::unreadable_event_types_deliver_nothing(
+        store,
+        |id| async move {
+            let client = raw(&url).await;
+            let n = client
+            .execute(
+                "UPDATE webhook_endpoints SET event_types = '{\"not\": \"a list\"}' WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+            assert_eq!(n, 1);
+        },
+    )
+    .await;
+}
