@@ -4,6 +4,14 @@
 //! lease in the store, so several server processes never send the same
 //! delivery at once; a crash mid-send means the lease runs out and it is
 //! sent again (at least once).
+//!
+//! Each delivery is sent on its own task, with one timeout for the whole
+//! request, at most [`MAX_IN_FLIGHT`] at once per process and (by the
+//! store's claim) `MAX_LEASED_PER_ENDPOINT` per endpoint; a round never
+//! waits for a send, so a slow endpoint holds up only its own deliveries.
+//! Hosts are resolved once per connection by [`PinnedResolver`], which
+//! checks every address and is the only source of addresses the client
+//! connects to (SSRF, DNS rebinding).
 
 use crate::AppState;
 use capacity_domain::webhook::is_private;
@@ -14,7 +22,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Deliveries claimed at most per round.
 const BATCH: u32 = 32;
+/// Deliveries being sent at once by this process, over all endpoints (the
+/// store caps each endpoint at `MAX_LEASED_PER_ENDPOINT` across processes).
+pub const MAX_IN_FLIGHT: usize = 64;
+/// A lease outlives any send (the request timeout is 10 s): a delivery is
+/// sent again only if its process died mid-send.
 const LEASE_MICROS: i64 = 60_000_000;
 
 /// Installs the TLS crypto provider (ring) once per process; any HTTP client
@@ -147,6 +161,10 @@ pub async fn run(state: AppState) {
         &state.settings.webhook_net,
         state.settings.allow_private_webhooks,
     );
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    // Dropping the set (the task is aborted at shutdown) cancels the sends
+    // in flight; their leases lapse and they are sent again later.
+    let mut sending = tokio::task::JoinSet::new();
     let mut evaluated_week = None;
     let mut folded: Option<std::time::Instant> = None;
     loop {
@@ -179,34 +197,49 @@ pub async fn run(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "folding commitment totals failed; retrying"),
             }
         }
-        let sent = match tick(&state, &client).await {
+        while sending.try_join_next().is_some() {}
+        let claimed = match dispatch(&state, &client, &slots, &mut sending).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook dispatch failed; retrying");
                 0
             }
         };
-        if sent < BATCH as usize {
+        if claimed < BATCH as usize {
             tokio::time::sleep(state.settings.dispatch_interval).await;
         }
     }
 }
 
-/// One round: claim due deliveries and send them concurrently.
-pub async fn tick(
+/// One round: claims as many due deliveries as there are free sending
+/// slots (at most [`BATCH`]) and starts each on its own task, which holds
+/// its slot until the attempt is recorded. Returns without waiting for any
+/// send: a slow endpoint holds its own slots (at most
+/// `MAX_LEASED_PER_ENDPOINT`, by the store's claim), never the round.
+pub async fn dispatch(
     state: &AppState,
     client: &reqwest::Client,
+    slots: &Arc<tokio::sync::Semaphore>,
+    sending: &mut tokio::task::JoinSet<()>,
 ) -> Result<usize, capacity_store::StoreError> {
+    let free = slots.available_permits().min(BATCH as usize);
+    if free == 0 {
+        return Ok(0);
+    }
     let now = state.clock.now();
     let jobs = state
         .store
-        .claim_deliveries(now, BATCH, LEASE_MICROS)
+        .claim_deliveries(now, free as u32, LEASE_MICROS)
         .await?;
     let n = jobs.len();
-    let mut tasks = tokio::task::JoinSet::new();
     for job in jobs {
+        // Only this loop takes slots, and it took no more than were free.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            break;
+        };
         let (state, client) = (state.clone(), client.clone());
-        tasks.spawn(async move {
+        sending.spawn(async move {
+            let _slot = slot;
             let outcome = send(&state, &client, &job).await;
             if let Err(e) = state
                 .store
@@ -217,7 +250,6 @@ pub async fn tick(
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
     Ok(n)
 }
 

@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use common::*;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -518,5 +519,75 @@ async fn an_organization_may_have_twenty_webhook_endpoints() {
             .as_str()
             .is_some_and(|d| d.contains("webhook_endpoint_limit")),
         "{conflict}"
+    );
+}
+
+/// A receiver that never answers: it counts the requests it has started
+/// and those whose connection the sender has since dropped.
+async fn tar_pit() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s, d) = (started.clone(), dropped.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (s, d) = (s.clone(), d.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                let _guard = Dropped(d);
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, started, dropped)
+}
+
+/// A tar-pit endpoint (it never answers) does not hold up another
+/// endpoint's deliveries: the fast one gets a later event while the slow
+/// one's first request is still hanging.
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_the_others() {
+    let app = spawn_app().await;
+    let (slow_url, started, dropped) = tar_pit().await;
+    let (fast_url, fast) = receiver(200).await;
+    for url in [&slow_url, &fast_url] {
+        let e = subscribe(&app, url).await;
+        assert_eq!(e.status, 201, "{}", e.body);
+    }
+    pause_allocation(&app).await;
+    wait_for(|| started.load(Ordering::SeqCst) >= 1 && fast.0.lock().unwrap().len() == 1).await;
+    // A second event while the slow endpoint still hangs on the first.
+    let a = app
+        .patch(
+            "/v1/capacity/allocations/ALLOC-26-000441",
+            &app.tokens.org_write,
+            json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Generous: the sender's own timeout would end the slow request at 10 s.
+    for _ in 0..1500 {
+        if fast.0.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fast.0.lock().unwrap().len(),
+        2,
+        "the fast endpoint's second event"
+    );
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the fast endpoint waited for the slow one to time out"
     );
 }
