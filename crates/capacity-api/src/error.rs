@@ -74,6 +74,11 @@ pub const PROBLEM_CODES: &[(&str, u16, &str)] = &[
         "Only pending demand requests change status.",
     ),
     (
+        "webhook_endpoint_limit",
+        409,
+        "The organization (or the platform) already has the most webhook endpoints it may have (20); delete one first.",
+    ),
+    (
         "idempotency_key_in_use",
         409,
         "A request with this Idempotency-Key is still being processed; retry shortly.",

@@ -66,6 +66,9 @@ pub struct AppState {
 pub struct Settings {
     /// Let webhook URLs point at private and loopback addresses (tests, labs).
     pub allow_private_webhooks: bool,
+    /// How webhook hosts are resolved and which addresses are refused
+    /// (tests replace the resolver).
+    pub webhook_net: dispatcher::WebhookNet,
     /// How often the webhook dispatcher looks for due deliveries when idle.
     pub dispatch_interval: std::time::Duration,
     /// Run the webhook dispatcher. Off, deliveries are recorded and nothing
@@ -80,6 +83,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             allow_private_webhooks: false,
+            webhook_net: dispatcher::WebhookNet::default(),
             dispatch_interval: std::time::Duration::from_secs(1),
             deliver_webhooks: true,
             utilisation_low_tenths: 700,

@@ -308,6 +308,7 @@ fn conflict_codes(method: &str, path: &str) -> Vec<&'static str> {
         ("put", "/v1/workspaces/{id}") => vec!["workspace_organization_mismatch"],
         ("post", "/v1/capacity/requests") => vec!["workspace_organization_mismatch"],
         ("patch", "/v1/capacity/requests/{id}") => vec!["request_not_pending"],
+        ("post", "/v1/webhook-endpoints") => vec!["webhook_endpoint_limit"],
         _ => vec![],
     }
 }

@@ -331,6 +331,11 @@ pub struct DeliveryView {
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub last_status_code: Option<u16>,
+    /// What the last failed attempt came to, as a class (never the
+    /// connection's error text): `timeout`, `connect_failed`, `dns_failed`,
+    /// `address_not_allowed`, `tls_failed`, `http_status` (the code is in
+    /// `last_status_code`), `invalid_secret`, `request_failed`.
+    #[schema(example = "http_status")]
     pub last_error: Option<String>,
     pub last_attempt_at: Option<Instant>,
     pub next_retry_at: Option<Instant>,

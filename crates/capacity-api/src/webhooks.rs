@@ -2,6 +2,7 @@
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::dispatcher::WebhookNet;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EVENT_TYPES;
 use crate::extract::{Json, Query};
@@ -12,7 +13,7 @@ use crate::schemas::{DeliveryView, WebhookEndpointCreated, WebhookEndpointView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use capacity_domain::webhook::{is_private, secret_from_bytes};
+use capacity_domain::webhook::secret_from_bytes;
 use capacity_store::{NewWebhookEndpoint, Principal};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -84,9 +85,18 @@ fn manager(caller: &Caller) -> Result<&Principal, ApiError> {
     Ok(p)
 }
 
-/// Checks a webhook URL: http(s), a host, and (unless allowed) no private,
-/// loopback or link-local address behind it.
-pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks a webhook URL at creation: http(s), a host, and (unless allowed)
+/// no private, loopback or link-local address behind it. This check tells
+/// the caller early; what protects the network is the sender's, which
+/// resolves again and connects only to the addresses it checked
+/// (`dispatcher::PinnedResolver`).
+pub async fn check_url(
+    raw: &str,
+    allow_private: bool,
+    net: &WebhookNet,
+) -> Result<url::Url, String> {
     let url =
         url::Url::parse(raw).map_err(|_| "must be an absolute http or https URL".to_owned())?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -99,16 +109,26 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, Strin
     if allow_private {
         return Ok(url);
     }
-    let port = url.port_or_known_default().unwrap_or(443);
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|_| "names a host that does not resolve".to_owned())?
-        .collect();
-    if addrs.is_empty() || addrs.iter().any(|a| is_private(a.ip())) {
+    let addrs: Vec<std::net::IpAddr> = match host.parse() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let name: reqwest::dns::Name = host
+                .parse()
+                .map_err(|_| "names a host that does not resolve".to_owned())?;
+            // A lookup that hangs must not hang the request.
+            tokio::time::timeout(LOOKUP_TIMEOUT, net.resolver.resolve(name))
+                .await
+                .map_err(|_| "names a host that does not resolve".to_owned())?
+                .map_err(|_| "names a host that does not resolve".to_owned())?
+                .map(|a| a.ip())
+                .collect()
+        }
+    };
+    if addrs.is_empty() || addrs.iter().any(|a| (net.refused)(*a)) {
         return Err("must not point to a private, loopback or link-local address".into());
     }
     Ok(url)
@@ -144,9 +164,13 @@ pub async fn create(
             "must be an http or https URL with a host name or IPv4 address, and an optional port, path and query",
         ));
     }
-    let url = check_url(&b.url, s.settings.allow_private_webhooks)
-        .await
-        .map_err(|m| ApiError::validation("url", m))?;
+    let url = check_url(
+        &b.url,
+        s.settings.allow_private_webhooks,
+        &s.settings.webhook_net,
+    )
+    .await
+    .map_err(|m| ApiError::validation("url", m))?;
     for (i, t) in b.event_types.iter().enumerate() {
         if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
             return Err(ApiError::validation(

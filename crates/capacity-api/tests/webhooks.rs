@@ -4,13 +4,22 @@ mod common;
 use axum::http::HeaderMap;
 use common::*;
 use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<(HeaderMap, String)>>>);
 
 /// A receiver on loopback that answers `status` to everything.
 async fn receiver(status: u16) -> (String, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    receiver_on(listener, status).await
+}
+
+/// A receiver on `listener` that answers `status` to everything.
+async fn receiver_on(listener: tokio::net::TcpListener, status: u16) -> (String, Received) {
     let got = Received::default();
     let g = got.clone();
     let app = axum::Router::new().route(
@@ -23,7 +32,6 @@ async fn receiver(status: u16) -> (String, Received) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, got)
@@ -211,10 +219,375 @@ async fn private_and_loopback_urls_are_refused_unless_allowed() {
         "http://169.254.169.254/latest",
         "http://localhost/x",
     ] {
-        let e = capacity_api::webhooks::check_url(url, false)
+        let net = capacity_api::dispatcher::WebhookNet::default();
+        let e = capacity_api::webhooks::check_url(url, false, &net)
             .await
             .unwrap_err();
         assert!(e.contains("private") || e.contains("resolve"), "{url}: {e}");
-        assert!(capacity_api::webhooks::check_url(url, true).await.is_ok());
+        assert!(
+            capacity_api::webhooks::check_url(url, true, &net)
+                .await
+                .is_ok()
+        );
     }
+}
+
+/// A resolver whose answers the test sets per name (a name it has no
+/// answer for does not resolve), counting its lookups.
+#[derive(Clone, Default)]
+struct Dns {
+    answers: Arc<Mutex<std::collections::HashMap<String, Vec<Vec<IpAddr>>>>>,
+    lookups: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Dns {
+    /// `name` answers each of `answers` in turn, then the last one forever
+    /// (a TTL-0 name whose owner changes its answer at will).
+    fn set(&self, name: &str, answers: &[&[IpAddr]]) {
+        let answers = answers.iter().map(|a| a.to_vec()).collect();
+        self.answers.lock().unwrap().insert(name.into(), answers);
+    }
+}
+
+impl reqwest::dns::Resolve for Dns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut answers = self.answers.lock().unwrap();
+        let answer = answers.get_mut(name.as_str()).map(|list| {
+            if list.len() > 1 {
+                list.remove(0)
+            } else {
+                list[0].clone()
+            }
+        });
+        Box::pin(async move {
+            let ips = answer.ok_or("no such host")?;
+            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| (ip, 0).into()).collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// In these tests' world 127.0.0.2 is the public internet and every other
+/// address is internal: both have receivers on this machine.
+const PUBLIC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+const INTERNAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+
+fn internal(ip: IpAddr) -> bool {
+    ip != PUBLIC
+}
+
+/// An app that refuses internal addresses, resolving names with `dns`.
+async fn guarded_app(dns: &Dns, request_timeout: Option<Duration>) -> TestApp {
+    let dns = dns.clone();
+    spawn_app_with_settings(move |s| {
+        s.allow_private_webhooks = false;
+        s.webhook_net.resolver = Arc::new(dns);
+        s.webhook_net.refused = internal;
+        if let Some(t) = request_timeout {
+            s.webhook_net.request_timeout = t;
+        }
+    })
+    .await
+}
+
+/// A receiver on the internal address and one on the public address, on
+/// the same port; the port.
+async fn internal_and_public_receivers() -> (u16, Received, Received) {
+    let inside = tokio::net::TcpListener::bind((INTERNAL, 0)).await.unwrap();
+    let port = inside.local_addr().unwrap().port();
+    let outside = tokio::net::TcpListener::bind((PUBLIC, port)).await.unwrap();
+    let (_, got_inside) = receiver_on(inside, 200).await;
+    let (_, got_outside) = receiver_on(outside, 200).await;
+    (port, got_inside, got_outside)
+}
+
+async fn subscribe(app: &TestApp, url: &str) -> Answer {
+    app.post(
+        "/v1/webhook-endpoints",
+        &app.tokens.org_write,
+        json!({"url": url, "event_types": ["capacity.allocation.updated"]}),
+    )
+    .await
+}
+
+async fn pause_allocation(app: &TestApp) {
+    let a = app
+        .patch(
+            "/v1/capacity/allocations/ALLOC-26-000441",
+            &app.tokens.org_write,
+            json!({"status": "paused"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// The endpoint's first delivery once it has been attempted.
+async fn first_attempt(app: &TestApp, endpoint: &str) -> serde_json::Value {
+    let path = format!("/v1/webhook-endpoints/{endpoint}/deliveries");
+    for _ in 0..1500 {
+        let d = app.get(&path, &app.tokens.org_write).await.body;
+        if d["data"][0]["attempts"] == json!(1) {
+            return d["data"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no attempt recorded");
+}
+
+/// DNS rebinding: a name that answers a public address while it is checked
+/// and an internal one when the sender connects. The sender resolves once,
+/// checks every address, and connects only to those.
+#[tokio::test]
+async fn a_webhook_connects_only_to_the_address_it_checked() {
+    let dns = Dns::default();
+    let app = guarded_app(&dns, None).await;
+    let (port, inside, outside) = internal_and_public_receivers().await;
+    // Public for the check at creation and for one more lookup, internal after.
+    dns.set("hooks.rebind.test", &[&[PUBLIC], &[PUBLIC], &[INTERNAL]]);
+    let e = subscribe(&app, &format!("http://hooks.rebind.test:{port}/hook")).await;
+    assert_eq!(e.status, 201, "{}", e.body);
+    pause_allocation(&app).await;
+    wait_for(|| !inside.0.lock().unwrap().is_empty() || !outside.0.lock().unwrap().is_empty())
+        .await;
+    assert!(
+        inside.0.lock().unwrap().is_empty(),
+        "the POST reached the internal address"
+    );
+    assert_eq!(outside.0.lock().unwrap().len(), 1);
+}
+
+/// A name that answers a public and an internal address is refused at send
+/// time, and nothing is sent to either.
+#[tokio::test]
+async fn every_resolved_address_is_checked_at_send_time() {
+    let dns = Dns::default();
+    let app = guarded_app(&dns, None).await;
+    let (port, inside, outside) = internal_and_public_receivers().await;
+    dns.set("hooks.mixed.test", &[&[PUBLIC], &[PUBLIC, INTERNAL]]);
+    let e = subscribe(&app, &format!("http://hooks.mixed.test:{port}/hook")).await;
+    assert_eq!(e.status, 201, "{}", e.body);
+    let id = e.body["data"]["id"].as_str().unwrap().to_owned();
+    pause_allocation(&app).await;
+    let d = first_attempt(&app, &id).await;
+    assert_eq!(d["last_error"], "address_not_allowed");
+    assert_eq!(d["last_status_code"], json!(null));
+    assert!(inside.0.lock().unwrap().is_empty());
+    assert!(outside.0.lock().unwrap().is_empty());
+}
+
+/// The delivery log says what kind of failure it was, never the socket
+/// error's text (which would make it a port scanner's read-out).
+#[tokio::test]
+async fn the_delivery_log_shows_a_failure_class_not_the_socket_error() {
+    let dns = Dns::default();
+    let app = guarded_app(&dns, Some(Duration::from_millis(500))).await;
+    // A port nobody listens on.
+    let closed = tokio::net::TcpListener::bind((PUBLIC, 0)).await.unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // One that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind((PUBLIC, 0)).await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let (plain_url, _) = receiver_on(
+        tokio::net::TcpListener::bind((PUBLIC, 0)).await.unwrap(),
+        500,
+    )
+    .await;
+    let plain_port: u16 = plain_url
+        .trim_end_matches("/hook")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for name in ["closed", "silent", "status", "gone", "rebound", "tls"] {
+        dns.set(&format!("{name}.test"), &[&[PUBLIC]]);
+    }
+    dns.set("gone.test", &[&[PUBLIC], &[]]);
+    dns.set("rebound.test", &[&[PUBLIC], &[INTERNAL]]);
+    let cases = [
+        (
+            format!("http://closed.test:{closed_port}/hook"),
+            "connect_failed",
+            None,
+        ),
+        (
+            format!("http://silent.test:{silent_port}/hook"),
+            "timeout",
+            None,
+        ),
+        (
+            format!("http://status.test:{plain_port}/hook"),
+            "http_status",
+            Some(500),
+        ),
+        (
+            format!("http://gone.test:{plain_port}/hook"),
+            "dns_failed",
+            None,
+        ),
+        (
+            format!("http://rebound.test:{plain_port}/hook"),
+            "address_not_allowed",
+            None,
+        ),
+        (
+            format!("https://tls.test:{plain_port}/hook"),
+            "tls_failed",
+            None,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (url, _, _) in &cases {
+        let e = subscribe(&app, url).await;
+        assert_eq!(e.status, 201, "{url}: {}", e.body);
+        ids.push(e.body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    pause_allocation(&app).await;
+    for ((url, class, code), id) in cases.iter().zip(&ids) {
+        let d = first_attempt(&app, id).await;
+        assert_eq!(d["last_error"], *class, "{url}: {d}");
+        assert_eq!(d["last_status_code"], json!(code), "{url}: {d}");
+        assert_eq!(d["status"], "pending", "{url}: retried later");
+    }
+}
+
+/// 20 endpoints per organization: the 21st answers 409
+/// `webhook_endpoint_limit`, a code the OpenAPI document lists for the route.
+#[tokio::test]
+async fn an_organization_may_have_twenty_webhook_endpoints() {
+    let app = spawn_app().await;
+    let t = &app.tokens.org_write;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let a = app
+            .post(
+                "/v1/webhook-endpoints",
+                t,
+                json!({"url": format!("http://127.0.0.1:9/{i}")}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        ids.push(a.body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let more = app
+        .post(
+            "/v1/webhook-endpoints",
+            t,
+            json!({"url": "http://127.0.0.1:9/more"}),
+        )
+        .await;
+    assert_problem(&more, 409, "webhook_endpoint_limit");
+    // Another organization counts its own.
+    let other = app
+        .post(
+            "/v1/webhook-endpoints",
+            &app.tokens.other_org,
+            json!({"url": "http://127.0.0.1:9/other"}),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let del = app
+        .send(
+            "DELETE",
+            &format!("/v1/webhook-endpoints/{}", ids[0]),
+            Some(t),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 204);
+    let again = app
+        .post(
+            "/v1/webhook-endpoints",
+            t,
+            json!({"url": "http://127.0.0.1:9/again"}),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let doc = app.get("/openapi.json", t).await.body;
+    let conflict = &doc["paths"]["/v1/webhook-endpoints"]["post"]["responses"]["409"];
+    assert!(
+        conflict["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("webhook_endpoint_limit")),
+        "{conflict}"
+    );
+}
+
+/// A receiver that never answers: it counts the requests it has started
+/// and those whose connection the sender has since dropped.
+async fn tar_pit() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s, d) = (started.clone(), dropped.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (s, d) = (s.clone(), d.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                let _guard = Dropped(d);
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, started, dropped)
+}
+
+/// A tar-pit endpoint (it never answers) does not hold up another
+/// endpoint's deliveries: the fast one gets a later event while the slow
+/// one's first request is still hanging.
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_the_others() {
+    let app = spawn_app().await;
+    let (slow_url, started, dropped) = tar_pit().await;
+    let (fast_url, fast) = receiver(200).await;
+    for url in [&slow_url, &fast_url] {
+        let e = subscribe(&app, url).await;
+        assert_eq!(e.status, 201, "{}", e.body);
+    }
+    pause_allocation(&app).await;
+    wait_for(|| started.load(Ordering::SeqCst) >= 1 && fast.0.lock().unwrap().len() == 1).await;
+    // A second event while the slow endpoint still hangs on the first.
+    let a = app
+        .patch(
+            "/v1/capacity/allocations/ALLOC-26-000441",
+            &app.tokens.org_write,
+            json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Generous: the sender's own timeout would end the slow request at 10 s.
+    for _ in 0..1500 {
+        if fast.0.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fast.0.lock().unwrap().len(),
+        2,
+        "the fast endpoint's second event"
+    );
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the fast endpoint waited for the slow one to time out"
+    );
 }

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -47,37 +47,73 @@ pub fn wants(wanted: &[String], kind: &str) -> bool {
 }
 
 /// Addresses a webhook must not reach unless configuration allows it (SSRF):
-/// loopback, private, link-local, shared (CGNAT), unspecified, multicast,
-/// documentation and unique-local ranges.
+/// the one check of every address a webhook host resolves to, at creation
+/// and at send time (the sender connects only to addresses it passed).
+///
+/// IPv4: "this network" 0/8, private 10/8, 172.16/12, 192.168/16, CGNAT
+/// 100.64/10, loopback 127/8, link-local 169.254/16, IETF protocol
+/// assignments 192.0.0/24, documentation 192.0.2/24, 198.51.100/24,
+/// 203.0.113/24, 6to4 relay anycast 192.88.99/24, benchmarking 198.18/15,
+/// multicast 224/4, reserved 240/4 and broadcast.
+///
+/// IPv6: unspecified, loopback, unique-local fc00::/7, link-local
+/// fe80::/10, site-local fec0::/10, multicast ff00::/8, documentation
+/// 2001:db8::/32, discard-only 100::/64, local-use NAT64 64:ff9b:1::/48 and
+/// Teredo 2001::/32 (its embedded address is obfuscated). Forms that embed
+/// an IPv4 address are judged by that address: IPv4-mapped ::ffff:0:0/96,
+/// IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96 and 6to4 2002::/16.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
-                || o[0] >= 240
-        }
+        IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
             let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            // ::a.b.c.d (IPv4-compatible, deprecated): ::, ::1 and the
+            // rest of ::/96 are judged by their last 32 bits (:: is 0.0.0.0,
+            // ::1 is 0.0.0.1: both refused).
+            if s[..6] == [0; 6] {
+                return is_private_v4(embedded(s[6], s[7]));
+            }
+            // NAT64 well-known prefix: a translator connects to the IPv4 address.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_private_v4(embedded(s[6], s[7]));
+            }
+            // 6to4: the IPv4 address of the tunnel's end is bits 16..48.
+            if s[0] == 0x2002 {
+                return is_private_v4(embedded(s[1], s[2]));
+            }
+            v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32
+                || (s[..4] == [0x100, 0, 0, 0]) // discard-only 100::/64
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64
         }
     }
+}
+
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+        || o[0] >= 240
 }
 
 #[cfg(test)]
@@ -117,10 +153,41 @@ mod tests {
             "fc00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "::",
+            "::127.0.0.1",
+            "::10.1.2.3",
+            "::0.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:0a00:0001::",
+            "2002:c0a8:0101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "feff::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "2001:db8::1",
+            "100::1",
         ] {
             assert!(is_private(a.parse().unwrap()), "{a}");
         }
-        for a in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+        for a in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "::ffff:93.184.216.34",
+            "64:ff9b::93.184.216.34",
+            "2002:5db8:d822::1",
+            "::93.184.216.34",
+        ] {
             assert!(!is_private(a.parse().unwrap()), "{a}");
         }
     }

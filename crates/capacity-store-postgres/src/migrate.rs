@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency_purge",
         include_str!("../migrations/0013_idempotency_purge.sql"),
     ),
+    (
+        14,
+        "webhook_leases",
+        include_str!("../migrations/0014_webhook_leases.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations ("capacity" in ASCII).

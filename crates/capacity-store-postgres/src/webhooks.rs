@@ -6,11 +6,13 @@
 //! - the fan-out cursor (`webhook_fanout`'s one row) is locked `FOR UPDATE`
 //!   by the claiming transaction, so one process at a time fans out, and
 //!   the next sees the cursor where the last one left it;
-//! - due deliveries are claimed with `FOR UPDATE SKIP LOCKED` and given a
-//!   lease (`lease_until`) in the same statement: another claim skips rows
-//!   being claimed, and once the claim commits, its lease excludes them
-//!   (under READ COMMITTED a locked row that changed is re-checked against
-//!   the WHERE clause before it is returned).
+//! - due deliveries are picked with `FOR UPDATE SKIP LOCKED` and given a
+//!   lease (`lease_until`) in the same transaction: rows an attempt is
+//!   being recorded for are skipped, and once the claim commits, its lease
+//!   excludes them (under READ COMMITTED a locked row that changed is
+//!   re-checked against the WHERE clause before it is returned). As claims
+//!   take turns on the cursor's lock, the per-endpoint in-flight counts a
+//!   claim reads (`MAX_LEASED_PER_ENDPOINT`) hold until it commits.
 //!
 //! Events do not become visible in `seq` order: numbers are taken without a
 //! lock, and a transaction may commit event n + 1 before another commits
@@ -24,12 +26,13 @@
 
 use crate::sql::{Db, DbResult, Query, mint_id};
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::webhook::wants;
 use capacity_domain::{Instant, OrgId};
 use capacity_store::{
-    AttemptOutcome, Delivery, DeliveryJob, NewWebhookEndpoint, Page, PageRequest, Scope,
-    StoreError, Tenant, WebhookEndpoint,
+    AttemptOutcome, Delivery, DeliveryJob, FanOutEndpoint, FanOutEvent, MAX_LEASED_PER_ENDPOINT,
+    NewWebhookEndpoint, Page, PageRequest, Scope, StoreError, Tenant, WebhookEndpoint,
+    admit_webhook_endpoint, decode_event_types, pick_claims, plan_fan_out,
 };
+use std::collections::HashMap;
 use tokio_postgres::Row;
 
 const SELECT: &str = "SELECT seq, id, organization_id, url, event_types, description, secret, created_at FROM webhook_endpoints";
@@ -37,18 +40,25 @@ const SELECT: &str = "SELECT seq, id, organization_id, url, event_types, descrip
 /// How many events one fan-out turns into deliveries.
 const FAN_OUT_BATCH: i64 = 1000;
 
-fn row(r: &Row) -> Result<(i64, WebhookEndpoint), tokio_postgres::Error> {
-    let types: String = r.try_get(4)?;
+fn row(r: &Row) -> Result<(i64, WebhookEndpoint), StoreError> {
+    let types: String = r.try_get(4).db()?;
+    // A list that does not decode is not shown as "all events".
+    let event_types = decode_event_types(&types).ok_or_else(|| {
+        StoreError::Internal("a webhook endpoint's event_types does not decode".into())
+    })?;
     Ok((
-        r.try_get(0)?,
+        r.try_get(0).db()?,
         WebhookEndpoint {
-            id: r.try_get(1)?,
-            organization_id: r.try_get::<_, Option<String>>(2)?.map(OrgId::from_trusted),
-            url: r.try_get(3)?,
-            event_types: serde_json::from_str(&types).unwrap_or_default(),
-            description: r.try_get(5)?,
-            secret: r.try_get(6)?,
-            created_at: Instant::from_micros(r.try_get(7)?),
+            id: r.try_get(1).db()?,
+            organization_id: r
+                .try_get::<_, Option<String>>(2)
+                .db()?
+                .map(OrgId::from_trusted),
+            url: r.try_get(3).db()?,
+            event_types,
+            description: r.try_get(5).db()?,
+            secret: r.try_get(6).db()?,
+            created_at: Instant::from_micros(r.try_get(7).db()?),
         },
     ))
 }
@@ -67,6 +77,24 @@ pub async fn create(
     new: NewWebhookEndpoint,
     now: Instant,
 ) -> Result<WebhookEndpoint, StoreError> {
+    // Creates of one tenant's endpoints take turns, so two cannot both
+    // see 19 and make 21.
+    let org = scope.organization().map(|o| o.as_str().to_owned());
+    db.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('capacity.webhook_endpoints:' || COALESCE($1::TEXT, ''), 0))",
+        &[&org],
+    )
+    .await?;
+    let active: i64 = db
+        .query_one(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL \
+             AND organization_id IS NOT DISTINCT FROM $1",
+            &[&org],
+        )
+        .await?
+        .try_get(0)
+        .db()?;
+    admit_webhook_endpoint(active as u64)?;
     let (seq, id) = mint_id(db, MintedPrefix::WebhookEndpoint, now).await?;
     let from: i64 = db
         .query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events", &[])
@@ -104,8 +132,7 @@ pub async fn get(
         .await?
         .as_ref()
         .map(row)
-        .transpose()
-        .db()?
+        .transpose()?
         .ok_or(StoreError::NotFound)
 }
 
@@ -122,8 +149,7 @@ pub async fn list(
         .await?
         .iter()
         .map(row)
-        .collect::<Result<Vec<_>, _>>()
-        .db()?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(rows, page.limit))
 }
 
@@ -232,8 +258,9 @@ async fn horizon(db: &Db<'_>) -> Result<i64, StoreError> {
         .db()
 }
 
-/// Turns events not yet fanned out into delivery rows, 1000 at a time, in
-/// (txid, seq) order, holding the cursor row's lock until the claiming
+/// Turns events not yet fanned out into delivery rows, up to 1000 events
+/// in (txid, seq) order and about [`FAN_OUT_ROWS`](capacity_store::FAN_OUT_ROWS)
+/// rows (`plan_fan_out`), holding the cursor row's lock until the claiming
 /// transaction commits.
 async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
     let row = db
@@ -243,7 +270,7 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         )
         .await?;
     let cursor: (i64, i64) = (row.try_get(0).db()?, row.try_get(1).db()?);
-    let endpoints: Vec<(i64, Option<String>, Vec<String>, i64)> = db
+    let endpoints: Vec<FanOutEndpoint> = db
         .query(
             "SELECT seq, organization_id, event_types, from_event_seq FROM webhook_endpoints \
              WHERE deleted_at IS NULL",
@@ -253,12 +280,12 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         .iter()
         .map(|r| {
             let types: String = r.try_get(2)?;
-            Ok((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                serde_json::from_str(&types).unwrap_or_default(),
-                r.try_get(3)?,
-            ))
+            Ok(FanOutEndpoint {
+                seq: r.try_get(0)?,
+                organization_id: r.try_get(1)?,
+                event_types: decode_event_types(&types),
+                from_event_seq: r.try_get(3)?,
+            })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
@@ -275,7 +302,7 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         .await?;
         return Ok(());
     }
-    let events: Vec<(i64, i64, String, String)> = db
+    let events: Vec<(i64, FanOutEvent)> = db
         .query(
             "SELECT txid, seq, organization_id, type FROM events \
              WHERE (txid, seq) > ($1, $2) AND txid < $3 ORDER BY txid, seq LIMIT $4",
@@ -283,19 +310,31 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         )
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                FanOutEvent {
+                    seq: r.try_get(1)?,
+                    organization_id: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                },
+            ))
+        })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         .db()?;
-    // Every (endpoint, event) pair in one multi-row insert.
-    let (mut endpoint_seqs, mut event_seqs) = (Vec::new(), Vec::new());
-    for (_, seq, org, kind) in &events {
-        for (endpoint, endpoint_org, types, from) in &endpoints {
-            if seq > from && endpoint_org.as_ref().is_none_or(|o| o == org) && wants(types, kind) {
-                endpoint_seqs.push(*endpoint);
-                event_seqs.push(*seq);
-            }
-        }
+    if events.is_empty() {
+        return Ok(());
     }
+    for e in endpoints.iter().filter(|e| e.event_types.is_none()) {
+        tracing::error!(
+            endpoint_seq = e.seq,
+            "a webhook endpoint's stored event_types does not decode; it receives nothing"
+        );
+    }
+    let plain: Vec<FanOutEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+    let (rows, covered) = plan_fan_out(&plain, &endpoints);
+    // Every (endpoint, event) pair in one multi-row insert.
+    let (endpoint_seqs, event_seqs): (Vec<i64>, Vec<i64>) = rows.into_iter().unzip();
     if !endpoint_seqs.is_empty() {
         db.execute(
             "INSERT INTO webhook_deliveries (endpoint_seq, event_seq, status, next_attempt_at, created_at) \
@@ -306,16 +345,20 @@ async fn fan_out(db: &Db<'_>, now: Instant) -> Result<(), StoreError> {
         )
         .await?;
     }
-    if let Some((txid, seq, _, _)) = events.last() {
+    if let Some((txid, e)) = covered.checked_sub(1).map(|i| &events[i]) {
         db.execute(
             "UPDATE webhook_fanout SET last_txid = $1, last_event_seq = $2 WHERE id = 1",
-            &[txid, seq],
+            &[txid, &e.seq],
         )
         .await?;
     }
     Ok(())
 }
 
+/// Fans out, then leases up to `limit` due deliveries, oldest due first,
+/// at most [`MAX_LEASED_PER_ENDPOINT`] in flight per endpoint
+/// (`pick_claims`). Claims take turns on the fan-out cursor's lock, so the
+/// in-flight counts read here are not changing underneath.
 pub async fn claim(
     db: &Db<'_>,
     now: Instant,
@@ -323,21 +366,54 @@ pub async fn claim(
     lease: i64,
 ) -> Result<Vec<DeliveryJob>, StoreError> {
     fan_out(db, now).await?;
-    // Pick and lease in one statement; rows another transaction is claiming
-    // (or recording an attempt for) are skipped, not waited for.
+    let leased: HashMap<i64, u32> = db
+        .query(
+            "SELECT endpoint_seq, COUNT(*) FROM webhook_deliveries \
+             WHERE lease_until > $1 AND status = 'pending' GROUP BY endpoint_seq",
+            &[&now.micros()],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u32)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .db()?;
+    let full: Vec<i64> = leased
+        .iter()
+        .filter(|(_, n)| **n >= MAX_LEASED_PER_ENDPOINT)
+        .map(|(e, _)| *e)
+        .collect();
+    // Rows another transaction is recording an attempt for are skipped,
+    // not waited for.
+    let candidates: Vec<(i64, i64)> = db
+        .query(
+            "SELECT d.seq, d.endpoint_seq FROM webhook_deliveries d JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+             AND (d.lease_until IS NULL OR d.lease_until <= $1) AND w.deleted_at IS NULL \
+             AND d.endpoint_seq <> ALL($3::BIGINT[]) \
+             ORDER BY d.next_attempt_at, d.seq LIMIT $2 \
+             FOR UPDATE OF d SKIP LOCKED",
+            &[
+                &now.micros(),
+                &(i64::from(limit) * i64::from(MAX_LEASED_PER_ENDPOINT)),
+                &full,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .db()?;
+    let chosen = pick_claims(&candidates, &leased, limit as usize);
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = db
         .query(
-            "WITH due AS ( \
-                 SELECT d.seq FROM webhook_deliveries d JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                 AND (d.lease_until IS NULL OR d.lease_until <= $1) AND w.deleted_at IS NULL \
-                 ORDER BY d.next_attempt_at, d.seq LIMIT $2 \
-                 FOR UPDATE OF d SKIP LOCKED) \
-             UPDATE webhook_deliveries d SET lease_until = $3 \
-             FROM due, events e, webhook_endpoints w \
-             WHERE d.seq = due.seq AND e.seq = d.event_seq AND w.seq = d.endpoint_seq \
+            "UPDATE webhook_deliveries d SET lease_until = $2 \
+             FROM events e, webhook_endpoints w \
+             WHERE d.seq = ANY($1::BIGINT[]) AND e.seq = d.event_seq AND w.seq = d.endpoint_seq \
              RETURNING d.seq, e.id, e.created_at, e.type, e.data, w.url, w.secret, d.attempts, d.next_attempt_at",
-            &[&now.micros(), &(limit as i64), &(now.micros() + lease)],
+            &[&chosen, &(now.micros() + lease)],
         )
         .await?;
     let mut jobs = rows

@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(&str, &str)] = migrations![
     "0011_allocation_terms_clustered",
     "0012_workspaces",
     "0013_idempotency_purge",
+    "0014_webhook_leases",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -4,25 +4,34 @@
 
 use crate::sql::{DbResult, Query, mint_id};
 use capacity_domain::ids::MintedPrefix;
-use capacity_domain::webhook::wants;
 use capacity_domain::{Instant, OrgId};
 use capacity_store::{
-    AttemptOutcome, Delivery, DeliveryJob, NewWebhookEndpoint, Page, PageRequest, Scope,
-    StoreError, Tenant, WebhookEndpoint,
+    AttemptOutcome, Delivery, DeliveryJob, FanOutEndpoint, FanOutEvent, MAX_LEASED_PER_ENDPOINT,
+    NewWebhookEndpoint, Page, PageRequest, Scope, StoreError, Tenant, WebhookEndpoint,
+    admit_webhook_endpoint, decode_event_types, pick_claims, plan_fan_out,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::HashMap;
 
 const SELECT: &str = "SELECT seq, id, organization_id, url, event_types, description, secret, created_at FROM webhook_endpoints";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<(i64, WebhookEndpoint)> {
     let types: String = r.get(4)?;
+    // A list that does not decode is not shown as "all events".
+    let event_types = decode_event_types(&types).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            4,
+            rusqlite::types::Type::Text,
+            "webhook endpoint event_types does not decode".into(),
+        )
+    })?;
     Ok((
         r.get(0)?,
         WebhookEndpoint {
             id: r.get(1)?,
             organization_id: r.get::<_, Option<String>>(2)?.map(OrgId::from_trusted),
             url: r.get(3)?,
-            event_types: serde_json::from_str(&types).unwrap_or_default(),
+            event_types,
             description: r.get(5)?,
             secret: r.get(6)?,
             created_at: Instant::from_micros(r.get(7)?),
@@ -44,6 +53,14 @@ pub fn create(
     new: NewWebhookEndpoint,
     now: Instant,
 ) -> Result<WebhookEndpoint, StoreError> {
+    let active: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL AND organization_id IS ?1",
+            [scope.organization().map(|o| o.as_str())],
+            |r| r.get(0),
+        )
+        .db()?;
+    admit_webhook_endpoint(active as u64)?;
     let (seq, id) = mint_id(conn, MintedPrefix::WebhookEndpoint, now)?;
     let from: i64 = conn
         .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
@@ -163,7 +180,10 @@ pub fn deliveries(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// Turns events not yet fanned out into delivery rows, 1000 at a time.
+/// Turns events not yet fanned out into delivery rows: up to 1000 events,
+/// stopping once about [`FAN_OUT_ROWS`](capacity_store::FAN_OUT_ROWS) rows
+/// are written (`plan_fan_out`), so this write stays short on the single
+/// writer; the next claim carries on from the cursor.
 fn fan_out(conn: &Connection, now: Instant) -> Result<(), StoreError> {
     let cursor: i64 = conn
         .query_row(
@@ -175,15 +195,15 @@ fn fan_out(conn: &Connection, now: Instant) -> Result<(), StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT seq, organization_id, event_types, from_event_seq FROM webhook_endpoints WHERE deleted_at IS NULL")
         .db()?;
-    let endpoints: Vec<(i64, Option<String>, Vec<String>, i64)> = stmt
+    let endpoints: Vec<FanOutEndpoint> = stmt
         .query_map([], |r| {
             let types: String = r.get(2)?;
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                serde_json::from_str(&types).unwrap_or_default(),
-                r.get(3)?,
-            ))
+            Ok(FanOutEndpoint {
+                seq: r.get(0)?,
+                organization_id: r.get(1)?,
+                event_types: decode_event_types(&types),
+                from_event_seq: r.get(3)?,
+            })
         })
         .db()?
         .collect::<Result<Vec<_>, _>>()
@@ -198,25 +218,39 @@ fn fan_out(conn: &Connection, now: Instant) -> Result<(), StoreError> {
             "SELECT seq, organization_id, type FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1000",
         )
         .db()?;
-    let events: Vec<(i64, String, String)> = stmt
-        .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let events: Vec<FanOutEvent> = stmt
+        .query_map([cursor], |r| {
+            Ok(FanOutEvent {
+                seq: r.get(0)?,
+                organization_id: r.get(1)?,
+                kind: r.get(2)?,
+            })
+        })
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    for e in endpoints.iter().filter(|e| e.event_types.is_none()) {
+        tracing::error!(
+            endpoint_seq = e.seq,
+            "a webhook endpoint's stored event_types does not decode; it receives nothing"
+        );
+    }
+    let (rows, covered) = plan_fan_out(&events, &endpoints);
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO webhook_deliveries (endpoint_seq, event_seq, status, next_attempt_at, created_at) \
              VALUES (?1, ?2, 'pending', ?3, ?3) ON CONFLICT DO NOTHING",
         )
         .db()?;
-    for (seq, org, kind) in &events {
-        for (endpoint, endpoint_org, types, from) in &endpoints {
-            if seq > from && endpoint_org.as_ref().is_none_or(|o| o == org) && wants(types, kind) {
-                insert.execute(params![endpoint, seq, now.micros()]).db()?;
-            }
-        }
+    for (endpoint, event) in rows {
+        insert
+            .execute(params![endpoint, event, now.micros()])
+            .db()?;
     }
-    if let Some((last, _, _)) = events.last() {
+    if let Some(last) = covered.checked_sub(1).map(|i| events[i].seq) {
         conn.execute(
             "UPDATE webhook_fanout SET last_event_seq = ?1 WHERE id = 1",
             [last],
@@ -226,6 +260,10 @@ fn fan_out(conn: &Connection, now: Instant) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Fans out, then leases up to `limit` due deliveries, oldest due first,
+/// at most [`MAX_LEASED_PER_ENDPOINT`] in flight per endpoint
+/// (`pick_claims`): endpoints already at the cap are skipped in SQL, so a
+/// tar-pit's backlog does not fill the candidates.
 pub fn claim(
     conn: &Connection,
     now: Instant,
@@ -235,34 +273,69 @@ pub fn claim(
     fan_out(conn, now)?;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT d.seq, e.id, e.created_at, e.type, e.data, w.url, w.secret, d.attempts \
-             FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) \
-             AND w.deleted_at IS NULL ORDER BY d.next_attempt_at, d.seq LIMIT ?2",
+            "SELECT endpoint_seq, COUNT(*) FROM webhook_deliveries \
+             WHERE lease_until > ?1 AND status = 'pending' GROUP BY endpoint_seq",
         )
         .db()?;
-    let jobs: Vec<DeliveryJob> = stmt
-        .query_map(params![now.micros(), limit], |r| {
-            let (id, created, kind, data): (String, i64, String, String) =
-                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-            let data: serde_json::Value =
-                serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
-            let payload = serde_json::json!({
-                "id": id, "type": kind, "created_at": Instant::from_micros(created), "data": data,
-            });
-            Ok(DeliveryJob {
-                delivery_seq: r.get(0)?,
-                event_id: id,
-                event_created_at: Instant::from_micros(created),
-                payload: payload.to_string(),
-                url: r.get(5)?,
-                secret: r.get(6)?,
-                attempts: r.get(7)?,
-            })
-        })
+    let leased: HashMap<i64, u32> = stmt
+        .query_map([now.micros()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .db()?
+        .collect::<Result<_, _>>()
+        .db()?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.seq, d.endpoint_seq FROM webhook_deliveries d JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) \
+             AND w.deleted_at IS NULL AND d.endpoint_seq NOT IN ( \
+                 SELECT endpoint_seq FROM webhook_deliveries WHERE lease_until > ?1 AND status = 'pending' \
+                 GROUP BY endpoint_seq HAVING COUNT(*) >= ?3) \
+             ORDER BY d.next_attempt_at, d.seq LIMIT ?2",
+        )
+        .db()?;
+    let candidates: Vec<(i64, i64)> = stmt
+        .query_map(
+            params![
+                now.micros(),
+                i64::from(limit) * i64::from(MAX_LEASED_PER_ENDPOINT),
+                MAX_LEASED_PER_ENDPOINT
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
+    let chosen = pick_claims(&candidates, &leased, limit as usize);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.seq, e.id, e.created_at, e.type, e.data, w.url, w.secret, d.attempts \
+             FROM webhook_deliveries d JOIN events e ON e.seq = d.event_seq JOIN webhook_endpoints w ON w.seq = d.endpoint_seq \
+             WHERE d.seq = ?1",
+        )
+        .db()?;
+    let mut jobs = Vec::with_capacity(chosen.len());
+    for seq in &chosen {
+        jobs.push(
+            stmt.query_row([seq], |r| {
+                let (id, created, kind, data): (String, i64, String, String) =
+                    (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                let data: serde_json::Value =
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                let payload = serde_json::json!({
+                    "id": id, "type": kind, "created_at": Instant::from_micros(created), "data": data,
+                });
+                Ok(DeliveryJob {
+                    delivery_seq: r.get(0)?,
+                    event_id: id,
+                    event_created_at: Instant::from_micros(created),
+                    payload: payload.to_string(),
+                    url: r.get(5)?,
+                    secret: r.get(6)?,
+                    attempts: r.get(7)?,
+                })
+            })
+            .db()?,
+        );
+    }
     let mut lease_stmt = conn
         .prepare_cached("UPDATE webhook_deliveries SET lease_until = ?1 WHERE seq = ?2")
         .db()?;

@@ -241,6 +241,18 @@ macro_rules! conformance_tests {
             $fresh,
             webhooks::concurrent_claims_never_hand_out_one_delivery_twice
         );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::an_organization_has_at_most_twenty_webhook_endpoints
+        );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::one_endpoint_has_at_most_four_deliveries_in_flight
+        );
+        $crate::conformance_test!(
+            $fresh,
+            webhooks::a_fan_out_writes_a_bounded_number_of_deliveries
+        );
     };
 }
 

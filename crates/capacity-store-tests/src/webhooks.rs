@@ -320,7 +320,15 @@ pub async fn concurrent_claims_never_hand_out_one_delivery_twice(store: Arc<dyn 
                 if jobs.is_empty() {
                     return mine;
                 }
-                mine.extend(jobs.into_iter().map(|j| j.delivery_seq));
+                // Each attempt fails and is retried later, freeing its
+                // endpoint's slot (at most four in flight per endpoint).
+                for j in jobs {
+                    store
+                        .record_attempt(j.delivery_seq, failed(500, later()), now())
+                        .await
+                        .unwrap();
+                    mine.push(j.delivery_seq);
+                }
             }
         });
     }
@@ -331,8 +339,220 @@ pub async fn concurrent_claims_never_hand_out_one_delivery_twice(store: Arc<dyn 
     let distinct: HashSet<i64> = all.iter().copied().collect();
     assert_eq!(distinct.len(), all.len(), "a delivery was claimed twice");
     assert_eq!(all.len(), expected);
-    // Leases lapse together; then each is claimed once more, in full.
-    let later = now().plus_micros(LEASE);
-    let again = s.claim_deliveries(later, 100, LEASE).await.unwrap();
-    assert_eq!(again.len(), expected);
+    // Due again together; then each is claimed once more, four per
+    // endpoint at a time while the earlier ones are in flight.
+    let again = s.claim_deliveries(later(), 100, LEASE).await.unwrap();
+    assert_eq!(
+        again.len(),
+        2 * capacity_store::MAX_LEASED_PER_ENDPOINT as usize
+    );
+}
+
+fn later() -> Instant {
+    now().plus_micros(10 * MINUTE)
+}
+
+/// 20 endpoints per organization (and for the platform): the 21st is a
+/// conflict; another organization's count is its own; deleting frees a place.
+pub async fn an_organization_has_at_most_twenty_webhook_endpoints(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let max = capacity_store::MAX_WEBHOOK_ENDPOINTS;
+    assert_eq!(max, 20);
+    let a = organization(ORG_A, None);
+    let mut first = None;
+    for i in 0..max {
+        let e = s
+            .create_webhook_endpoint(&a, endpoint(&format!("https://a.example/{i}"), &[]), now())
+            .await
+            .unwrap();
+        first.get_or_insert(e.id);
+    }
+    for scope in [&a] {
+        match s
+            .create_webhook_endpoint(scope, endpoint("https://a.example/more", &[]), now())
+            .await
+        {
+            Err(StoreError::Conflict { code, .. }) => assert_eq!(code, "webhook_endpoint_limit"),
+            other => panic!("the 21st endpoint: {other:?}"),
+        }
+    }
+    // Another organization and the platform count their own.
+    s.create_webhook_endpoint(
+        &organization(ORG_B, None),
+        endpoint("https://b.example/1", &[]),
+        now(),
+    )
+    .await
+    .unwrap();
+    for i in 0..max {
+        s.create_webhook_endpoint(
+            &platform(),
+            endpoint(&format!("https://p.example/{i}"), &[]),
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(matches!(
+        s.create_webhook_endpoint(&platform(), endpoint("https://p.example/x", &[]), now())
+            .await,
+        Err(StoreError::Conflict {
+            code: "webhook_endpoint_limit",
+            ..
+        })
+    ));
+    s.delete_webhook_endpoint(&a, &first.unwrap())
+        .await
+        .unwrap();
+    s.create_webhook_endpoint(&a, endpoint("https://a.example/again", &[]), now())
+        .await
+        .unwrap();
+}
+
+/// A tar-pit endpoint holds at most four deliveries at once; the rest of
+/// its backlog waits, and other endpoints' deliveries are claimed past it.
+pub async fn one_endpoint_has_at_most_four_deliveries_in_flight(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let cap = capacity_store::MAX_LEASED_PER_ENDPOINT as usize;
+    assert_eq!(cap, 4);
+    let slow = s
+        .create_webhook_endpoint(
+            &platform(),
+            endpoint("https://slow.example/", &["capacity.allocation.created"]),
+            now(),
+        )
+        .await
+        .unwrap();
+    let pool = talent_pool(s, 1000).await;
+    for i in 0..10 {
+        allocate(s, &pool.id, i + 1, 1).await.unwrap();
+    }
+    let fast = s
+        .create_webhook_endpoint(
+            &platform(),
+            endpoint("https://fast.example/", &["capacity.allocation.created"]),
+            now(),
+        )
+        .await
+        .unwrap();
+    allocate(s, &pool.id, 11, 1).await.unwrap();
+    let first = s.claim_deliveries(now(), 32, LEASE).await.unwrap();
+    let urls: Vec<&str> = first.iter().map(|j| j.url.as_str()).collect();
+    assert_eq!(urls.iter().filter(|u| **u == slow.url).count(), cap);
+    assert_eq!(urls.iter().filter(|u| **u == fast.url).count(), 1);
+    // Still in flight: nothing more for the slow one.
+    assert!(
+        s.claim_deliveries(now(), 32, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One attempt ends: one more of its backlog may go.
+    let slow_job = first.iter().find(|j| j.url == slow.url).unwrap();
+    s.record_attempt(slow_job.delivery_seq, failed(504, later()), now())
+        .await
+        .unwrap();
+    let next = s.claim_deliveries(now(), 32, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].url, slow.url);
+    // Leases that lapse (a process died mid-send) free the endpoint too.
+    let lapsed = s
+        .claim_deliveries(now().plus_micros(LEASE), 32, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(lapsed.iter().filter(|j| j.url == slow.url).count(), cap);
+}
+
+/// One claim writes a bounded number of delivery rows (it runs on the
+/// SQLite writer, between other writes); the next claims carry on where
+/// it stopped, and every delivery is written once.
+pub async fn a_fan_out_writes_a_bounded_number_of_deliveries(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let pool = talent_pool(s, 1000).await;
+    let mut endpoints = Vec::new();
+    for i in 0..capacity_store::MAX_WEBHOOK_ENDPOINTS {
+        let e = s
+            .create_webhook_endpoint(
+                &platform(),
+                endpoint(
+                    &format!("https://p.example/{i}"),
+                    &["capacity.allocation.created"],
+                ),
+                now(),
+            )
+            .await
+            .unwrap();
+        endpoints.push(e.id);
+    }
+    let events = 60;
+    for i in 0..events {
+        allocate(s, &pool.id, i + 1, 1).await.unwrap();
+    }
+    let written = || async {
+        let mut n = 0;
+        for e in &endpoints {
+            let mut after = None;
+            loop {
+                let p = s
+                    .list_deliveries(&platform(), e, PageRequest { limit: 100, after })
+                    .await
+                    .unwrap();
+                n += p.items.len();
+                if p.next.is_none() {
+                    break;
+                }
+                after = p.next;
+            }
+        }
+        n
+    };
+    let total = events as usize * endpoints.len();
+    s.claim_deliveries(now(), 0, LEASE).await.unwrap();
+    let once = written().await;
+    assert!(once > 0, "nothing fanned out");
+    assert!(
+        once <= capacity_store::FAN_OUT_ROWS + endpoints.len(),
+        "one claim wrote {once} of {total}"
+    );
+    for _ in 0..total {
+        if written().await == total {
+            break;
+        }
+        s.claim_deliveries(now(), 0, LEASE).await.unwrap();
+    }
+    assert_eq!(written().await, total);
+}
+
+/// An endpoint whose stored `event_types` does not decode receives nothing
+/// (it fails closed: not "all events"); the others are unaffected.
+/// `corrupt` overwrites that endpoint's stored list with something that
+/// is not a JSON list of strings (each backend's own SQL).
+pub async fn unreadable_event_types_deliver_nothing<F, Fut>(store: Arc<dyn Store>, corrupt: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let s = store.as_ref();
+    let broken = s
+        .create_webhook_endpoint(
+            &platform(),
+            endpoint("https://broken.example/", &["capacity.allocation.created"]),
+            now(),
+        )
+        .await
+        .unwrap();
+    let fine = s
+        .create_webhook_endpoint(&platform(), endpoint("https://fine.example/", &[]), now())
+        .await
+        .unwrap();
+    corrupt(broken.id.clone()).await;
+    let pool = talent_pool(s, 100).await;
+    allocate(s, &pool.id, 1, 1).await.unwrap();
+    let jobs = s.claim_deliveries(now(), 100, LEASE).await.unwrap();
+    assert!(!jobs.is_empty());
+    assert!(
+        jobs.iter().all(|j| j.url == fine.url),
+        "an unreadable subscription got {:?}",
+        jobs.iter().map(|j| &j.url).collect::<Vec<_>>()
+    );
 }

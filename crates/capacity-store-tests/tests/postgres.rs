@@ -295,3 +295,27 @@ async fn an_unreadable_workspace_list_fails_closed() {
         .unwrap();
     capacity_store_tests::tokens::an_unreadable_workspace_list_fails_closed(store.as_ref()).await;
 }
+
+/// The shared rule, with the stored list overwritten by SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_event_types_deliver_nothing() {
+    let Some((store, db)) = fresh("unreadable_event_types_deliver_nothing").await else {
+        return;
+    };
+    let url = db.url.clone();
+    capacity_store_tests::webhooks::unreadable_event_types_deliver_nothing(
+        store,
+        |id| async move {
+            let client = raw(&url).await;
+            let n = client
+            .execute(
+                "UPDATE webhook_endpoints SET event_types = '{\"not\": \"a list\"}' WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+            assert_eq!(n, 1);
+        },
+    )
+    .await;
+}

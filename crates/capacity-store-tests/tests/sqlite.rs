@@ -26,3 +26,28 @@ async fn an_unreadable_workspace_list_fails_closed() {
     .unwrap();
     capacity_store_tests::tokens::an_unreadable_workspace_list_fails_closed(store.as_ref()).await;
 }
+
+/// The shared rule, with the stored list overwritten by SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_event_types_deliver_nothing() {
+    let (store, dir) = fresh("unreadable_event_types_deliver_nothing")
+        .await
+        .unwrap();
+    let path = dir.path().join("conformance.db");
+    capacity_store_tests::webhooks::unreadable_event_types_deliver_nothing(
+        store,
+        |id| async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            let n = conn
+            .execute(
+                "UPDATE webhook_endpoints SET event_types = '{\"not\": \"a list\"}' WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+            assert_eq!(n, 1);
+        },
+    )
+    .await;
+}

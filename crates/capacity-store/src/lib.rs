@@ -653,6 +653,114 @@ pub struct AttemptOutcome {
     pub next_retry_at: Option<Instant>,
 }
 
+/// How many webhook endpoints one organization may have, and the platform
+/// its own as many: fan-out and delivery work grow with them.
+pub const MAX_WEBHOOK_ENDPOINTS: u64 = 20;
+
+/// How many deliveries to one endpoint may be leased (in flight) at once,
+/// across processes: a slow endpoint holds at most this many sending slots,
+/// and its backlog waits while other endpoints' deliveries are claimed.
+pub const MAX_LEASED_PER_ENDPOINT: u32 = 4;
+
+/// A fan-out stops after the event that brings the delivery rows it wrote
+/// to this many, so one claim's write stays short (on SQLite it runs on the
+/// single writer, between requests' writes); the next claim carries on.
+pub const FAN_OUT_ROWS: usize = 500;
+
+/// May a tenant with `active` endpoints create one more? One rule for both
+/// backends; each counts inside its creating transaction.
+pub fn admit_webhook_endpoint(active: u64) -> Result<()> {
+    if active >= MAX_WEBHOOK_ENDPOINTS {
+        return Err(StoreError::conflict(
+            "webhook_endpoint_limit",
+            format!(
+                "at most {MAX_WEBHOOK_ENDPOINTS} webhook endpoints per organization; delete one first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored `event_types` list, or `None` when it does not decode as a
+/// list of strings. Callers fail closed: such an endpoint receives nothing.
+pub fn decode_event_types(stored: &str) -> Option<Vec<String>> {
+    serde_json::from_str(stored).ok()
+}
+
+/// An endpoint as the fan-out sees it.
+#[derive(Debug, Clone)]
+pub struct FanOutEndpoint {
+    pub seq: i64,
+    /// `None` for platform endpoints (every organization's events).
+    pub organization_id: Option<String>,
+    /// `None` when the stored list does not decode: nothing is delivered.
+    pub event_types: Option<Vec<String>>,
+    /// Events after this one are delivered to it.
+    pub from_event_seq: i64,
+}
+
+/// An event as the fan-out sees it.
+#[derive(Debug, Clone)]
+pub struct FanOutEvent {
+    pub seq: i64,
+    pub organization_id: String,
+    pub kind: String,
+}
+
+/// Which deliveries a fan-out writes: `(endpoint seq, event seq)` pairs for
+/// the events in order, stopping after the event that brings the rows to
+/// [`FAN_OUT_ROWS`]; and how many events it covered (the cursor moves past
+/// exactly those). One decision for both backends.
+pub fn plan_fan_out(
+    events: &[FanOutEvent],
+    endpoints: &[FanOutEndpoint],
+) -> (Vec<(i64, i64)>, usize) {
+    let mut rows = Vec::new();
+    for (n, event) in events.iter().enumerate() {
+        if rows.len() >= FAN_OUT_ROWS {
+            return (rows, n);
+        }
+        for e in endpoints {
+            let Some(types) = &e.event_types else {
+                continue;
+            };
+            if event.seq > e.from_event_seq
+                && e.organization_id
+                    .as_ref()
+                    .is_none_or(|o| *o == event.organization_id)
+                && capacity_domain::webhook::wants(types, &event.kind)
+            {
+                rows.push((e.seq, event.seq));
+            }
+        }
+    }
+    (rows, events.len())
+}
+
+/// Which due deliveries a claim takes: `candidates` are `(delivery seq,
+/// endpoint seq)` in claiming order, `leased` how many of each endpoint's
+/// deliveries are in flight already. Takes up to `limit`, never bringing
+/// an endpoint above [`MAX_LEASED_PER_ENDPOINT`].
+pub fn pick_claims(
+    candidates: &[(i64, i64)],
+    leased: &std::collections::HashMap<i64, u32>,
+    limit: usize,
+) -> Vec<i64> {
+    let mut taken: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for &(delivery, endpoint) in candidates {
+        if out.len() >= limit {
+            break;
+        }
+        let n = taken.entry(endpoint).or_insert(0);
+        if leased.get(&endpoint).copied().unwrap_or(0) + *n < MAX_LEASED_PER_ENDPOINT {
+            *n += 1;
+            out.push(delivery);
+        }
+    }
+    out
+}
+
 /// One metered usage record as sent by the platform.
 #[derive(Debug, Clone)]
 pub struct UsageRecord {

@@ -131,7 +131,21 @@ pub async fn spawn_app_with_limits(limits: capacity_api::Limits) -> TestApp {
     spawn(true, limits).await
 }
 
+/// A fresh app with the seed dataset and its settings changed by `tweak`
+/// (after the tests' defaults: private webhooks allowed, a 20 ms dispatch interval).
+pub async fn spawn_app_with_settings(tweak: impl FnOnce(&mut capacity_api::Settings)) -> TestApp {
+    spawn_configured(true, capacity_api::Limits::default(), tweak).await
+}
+
 async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
+    spawn_configured(seed, limits, |_| {}).await
+}
+
+async fn spawn_configured(
+    seed: bool,
+    limits: capacity_api::Limits,
+    tweak: impl FnOnce(&mut capacity_api::Settings),
+) -> TestApp {
     capacity_api::dispatcher::install_crypto_provider();
     let (store, backing) = fresh_store().await;
     let clock = Clock::pinned(at(NOW));
@@ -167,7 +181,10 @@ async fn spawn(seed: bool, limits: capacity_api::Limits) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = test_state(store.clone(), clock.clone());
+    let mut state = test_state(store.clone(), clock.clone());
+    let mut settings = (*state.settings).clone();
+    tweak(&mut settings);
+    state.settings = Arc::new(settings);
     let token_cache = state.tokens.clone();
     tokio::spawn(capacity_api::serve_with(
         listener,
