@@ -140,25 +140,42 @@ pub async fn record(
             };
             let (a_keys, a_weeks, a_sums) = columns(&weekly);
             let (p_keys, p_weeks, p_sums) = columns(&pool_weekly);
+            for &sum in a_sums.iter().chain(&p_sums) {
+                capacity_store::check_usage_week(sum)?;
+            }
+            // Each total grows only while it stays within the weekly bound
+            // (the upsert's guard); a row left alone refuses the whole
+            // batch, and the transaction rolls back.
+            let max = capacity_store::MAX_USAGE_PER_WEEK;
             // Rollup rows are locked in one order in every transaction (per
             // allocation, then per pool, each in key order): two batches
             // touching the same weeks queue instead of deadlocking.
-            db.execute(
-                "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) \
-                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
-                 ON CONFLICT (allocation_seq, week_start) \
-                 DO UPDATE SET quantity = usage_weeks.quantity + excluded.quantity",
-                &[&a_keys, &a_weeks, &a_sums],
-            )
-            .await?;
-            db.execute(
-                "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) \
-                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
-                 ON CONFLICT (pool_seq, week_start) \
-                 DO UPDATE SET quantity = pool_usage_weeks.quantity + excluded.quantity",
-                &[&p_keys, &p_weeks, &p_sums],
-            )
-            .await?;
+            let written = db
+                .execute(
+                    "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) \
+                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                     ON CONFLICT (allocation_seq, week_start) \
+                     DO UPDATE SET quantity = usage_weeks.quantity + excluded.quantity \
+                     WHERE usage_weeks.quantity <= $4 - excluded.quantity",
+                    &[&a_keys, &a_weeks, &a_sums, &max],
+                )
+                .await?;
+            if written != a_keys.len() as u64 {
+                return Err(capacity_store::usage_week_overflow());
+            }
+            let written = db
+                .execute(
+                    "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) \
+                     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) \
+                     ON CONFLICT (pool_seq, week_start) \
+                     DO UPDATE SET quantity = pool_usage_weeks.quantity + excluded.quantity \
+                     WHERE pool_usage_weeks.quantity <= $4 - excluded.quantity",
+                    &[&p_keys, &p_weeks, &p_sums, &max],
+                )
+                .await?;
+            if written != p_keys.len() as u64 {
+                return Err(capacity_store::usage_week_overflow());
+            }
         }
     }
     out.into_iter()

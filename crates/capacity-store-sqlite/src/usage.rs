@@ -31,13 +31,15 @@ pub fn record(
     let mut weekly = conn
         .prepare_cached(
             "INSERT INTO usage_weeks (allocation_seq, week_start, quantity) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (allocation_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity",
+             ON CONFLICT (allocation_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity \
+             WHERE quantity <= ?4 - excluded.quantity",
         )
         .db()?;
     let mut pool_weekly = conn
         .prepare_cached(
             "INSERT INTO pool_usage_weeks (pool_seq, week_start, quantity) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (pool_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity",
+             ON CONFLICT (pool_seq, week_start) DO UPDATE SET quantity = quantity + excluded.quantity \
+             WHERE quantity <= ?4 - excluded.quantity",
         )
         .db()?;
     // Judge every record first. A record id seen earlier in the batch (for
@@ -110,13 +112,23 @@ pub fn record(
             UsageOutcome::Duplicate
         });
     }
+    // Each total grows only while it stays within the weekly bound (the
+    // upsert's guard); one that would not refuses the whole batch, whose
+    // writes the writer then rolls back.
+    let max = capacity_store::MAX_USAGE_PER_WEEK;
     let mut pool_weeks: HashMap<(i64, i64), i64> = HashMap::new();
     for ((alloc, pool, week), q) in weeks {
-        weekly.execute(params![alloc, week, q]).db()?;
+        capacity_store::check_usage_week(q)?;
+        if weekly.execute(params![alloc, week, q, max]).db()? == 0 {
+            return Err(capacity_store::usage_week_overflow());
+        }
         *pool_weeks.entry((pool, week)).or_default() += q;
     }
     for ((pool, week), q) in pool_weeks {
-        pool_weekly.execute(params![pool, week, q]).db()?;
+        capacity_store::check_usage_week(q)?;
+        if pool_weekly.execute(params![pool, week, q, max]).db()? == 0 {
+            return Err(capacity_store::usage_week_overflow());
+        }
     }
     out.into_iter()
         .map(|o| o.ok_or_else(|| StoreError::Internal("a usage record was not judged".into())))

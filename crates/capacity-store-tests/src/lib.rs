@@ -124,6 +124,7 @@ macro_rules! conformance_tests {
         );
         $crate::conformance_test!($fresh, usage::a_record_id_counts_once);
         $crate::conformance_test!($fresh, usage::each_record_is_judged_on_its_own);
+        $crate::conformance_test!($fresh, usage::weekly_usage_stays_an_exact_sum);
         $crate::conformance_test!(
             $fresh,
             usage::actual_last_week_sums_the_last_complete_iso_week

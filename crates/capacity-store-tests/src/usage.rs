@@ -172,3 +172,60 @@ pub async fn actual_last_week_sums_the_last_complete_iso_week(store: Arc<dyn Sto
     // `other` started this week: it committed nothing last week.
     assert_eq!(listed.items[1].committed_last_week, Quantity::ZERO);
 }
+
+/// Issue 14 (checked arithmetic): weekly usage totals stay exact. A batch
+/// that would take one allocation's, or one pool's, usage in one ISO week
+/// past 10^12 units is refused whole (`records`) and records nothing —
+/// whether its own records or the stored total carry it past.
+pub async fn weekly_usage_stays_an_exact_sum(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let pool = talent_pool(s, 100).await;
+    let a = allocate(s, &pool.id, 1, 10).await.unwrap();
+    let b = allocate(s, &pool.id, 2, 10).await.unwrap();
+    let last_week = at("2026-04-08T10:00:00Z");
+    let earlier = at("2026-03-30T10:00:00Z");
+    let most = units(1_000_000_000_000);
+    let p = platform();
+    let out = s
+        .record_usage(&p, vec![record("full", &a.id, most, last_week)], now())
+        .await
+        .unwrap();
+    assert_eq!(out, vec![UsageOutcome::Accepted]);
+    // The stored total of the allocation's week, then of the pool's week.
+    for over in [
+        record("a-over", &a.id, Quantity::from_thousandths(1), last_week),
+        record("b-over", &b.id, Quantity::from_thousandths(1), last_week),
+    ] {
+        assert_invalid(
+            s.record_usage(
+                &p,
+                vec![record("b-ok", &b.id, units(1), earlier), over],
+                now(),
+            )
+            .await,
+            "records",
+        );
+    }
+    // A batch's own records.
+    let half = units(600_000_000_000);
+    assert_invalid(
+        s.record_usage(
+            &p,
+            vec![
+                record("h1", &b.id, half, earlier),
+                record("h2", &b.id, half, earlier),
+            ],
+            now(),
+        )
+        .await,
+        "records",
+    );
+    // Nothing of the refused batches was kept: their good record is new.
+    let out = s
+        .record_usage(&p, vec![record("b-ok", &b.id, units(1), earlier)], now())
+        .await
+        .unwrap();
+    assert_eq!(out, vec![UsageOutcome::Accepted]);
+    let read = s.get_allocation(&p, &a.id, now()).await.unwrap();
+    assert_eq!(read.actual_last_week, most);
+}

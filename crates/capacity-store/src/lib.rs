@@ -770,6 +770,34 @@ pub struct UsageRecord {
     pub occurred_at: Instant,
 }
 
+/// The most usage one allocation, or one pool, meters in one ISO week, in
+/// thousandths: the largest quantity (10^12 units). Every weekly total the
+/// stores keep, and every sum a read makes of them, stays exact.
+pub const MAX_USAGE_PER_WEEK: i64 = capacity_domain::quantity::MAX_UNITS * 1000;
+
+/// A batch that would take a weekly usage total past [`MAX_USAGE_PER_WEEK`]:
+/// refused whole (422), nothing of it recorded. A batch's own sums are
+/// checked by [`check_usage_week`] before they are added; the stores add
+/// them to the stored totals only where the result stays within the bound
+/// (a guard in their upsert) and refuse the batch where it would not.
+pub fn usage_week_overflow() -> StoreError {
+    StoreError::invalid(
+        "records",
+        "would take an allocation's or a pool's usage in one ISO week above 1000000000000; \
+         nothing of this batch was recorded",
+    )
+}
+
+/// Refuses a batch whose own usage of one allocation or pool in one week
+/// exceeds [`MAX_USAGE_PER_WEEK`] (a batch holds at most 1000 records of at
+/// most 10^12 units, so its sums fit an `i64`).
+pub fn check_usage_week(sum: i64) -> Result<()> {
+    if sum > MAX_USAGE_PER_WEEK {
+        return Err(usage_week_overflow());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageOutcome {
     Accepted,
