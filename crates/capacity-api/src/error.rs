@@ -74,6 +74,16 @@ pub const PROBLEM_CODES: &[(&str, u16, &str)] = &[
         "Only pending demand requests change status.",
     ),
     (
+        "pending_demand_limit",
+        409,
+        "The request would take the workspace's pending demand of its resource type above 10^12 units at some instant; cancel or fulfil pending requests first.",
+    ),
+    (
+        "usage_week_limit",
+        409,
+        "The batch would take an allocation's or a pool's usage in one ISO week above 10^12 units; nothing of it was recorded.",
+    ),
+    (
         "webhook_endpoint_limit",
         409,
         "The organization (or the platform) already has the most webhook endpoints it may have (20); delete one first.",

@@ -306,7 +306,10 @@ fn conflict_codes(method: &str, path: &str) -> Vec<&'static str> {
             "workspace_organization_mismatch",
         ],
         ("put", "/v1/workspaces/{id}") => vec!["workspace_organization_mismatch"],
-        ("post", "/v1/capacity/requests") => vec!["workspace_organization_mismatch"],
+        ("post", "/v1/capacity/requests") => {
+            vec!["workspace_organization_mismatch", "pending_demand_limit"]
+        }
+        ("post", "/v1/capacity/usage") => vec!["usage_week_limit"],
         ("patch", "/v1/capacity/requests/{id}") => vec!["request_not_pending"],
         ("post", "/v1/webhook-endpoints") => vec!["webhook_endpoint_limit"],
         _ => vec![],

@@ -219,7 +219,8 @@ pub async fn a_workspace_is_registered_once_by_the_platform(store: Arc<dyn Store
 
 /// Issue 14 (checked arithmetic): pending demand is summed exactly. A
 /// request that would take a workspace's pending demand of a type past the
-/// largest quantity at some instant is refused, naming `quantity`, and
+/// largest quantity at some instant is refused (409 `pending_demand_limit`:
+/// it depends on the state, not on the request alone) and
 /// changes nothing; demand elsewhere in time is still accepted.
 pub async fn pending_demand_stays_an_exact_sum(store: Arc<dyn Store>) {
     let s = store.as_ref();
@@ -234,14 +235,14 @@ pub async fn pending_demand_stays_an_exact_sum(store: Arc<dyn Store>) {
     .await
     .unwrap();
     for _ in 0..2 {
-        assert_invalid(
+        assert_conflict(
             s.create_request(
                 &a,
                 request(ResourceType::TalentHours, 1, Q3_START, None),
                 now(),
             )
             .await,
-            "quantity",
+            "pending_demand_limit",
         );
     }
     s.create_request(

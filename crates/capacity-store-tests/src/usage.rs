@@ -175,7 +175,7 @@ pub async fn actual_last_week_sums_the_last_complete_iso_week(store: Arc<dyn Sto
 
 /// Issue 14 (checked arithmetic): weekly usage totals stay exact. A batch
 /// that would take one allocation's, or one pool's, usage in one ISO week
-/// past 10^12 units is refused whole (`records`) and records nothing —
+/// past 10^12 units is refused whole (409 `usage_week_limit`) and records nothing —
 /// whether its own records or the stored total carry it past.
 pub async fn weekly_usage_stays_an_exact_sum(store: Arc<dyn Store>) {
     let s = store.as_ref();
@@ -196,19 +196,19 @@ pub async fn weekly_usage_stays_an_exact_sum(store: Arc<dyn Store>) {
         record("a-over", &a.id, Quantity::from_thousandths(1), last_week),
         record("b-over", &b.id, Quantity::from_thousandths(1), last_week),
     ] {
-        assert_invalid(
+        assert_conflict(
             s.record_usage(
                 &p,
                 vec![record("b-ok", &b.id, units(1), earlier), over],
                 now(),
             )
             .await,
-            "records",
+            "usage_week_limit",
         );
     }
     // A batch's own records.
     let half = units(600_000_000_000);
-    assert_invalid(
+    assert_conflict(
         s.record_usage(
             &p,
             vec![
@@ -218,7 +218,7 @@ pub async fn weekly_usage_stays_an_exact_sum(store: Arc<dyn Store>) {
             now(),
         )
         .await,
-        "records",
+        "usage_week_limit",
     );
     // Nothing of the refused batches was kept: their good record is new.
     let out = s

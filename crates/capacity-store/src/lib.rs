@@ -522,7 +522,7 @@ pub struct NewDemandRequest {
 impl NewDemandRequest {
     /// The pending demand of the request's workspace and type once this
     /// request (`quantity` per the pool's period) joins `pending`, refused
-    /// when it would exceed the largest quantity (10^12 units) at any
+    /// (409 `pending_demand_limit`: it depends on the state) when it would exceed the largest quantity (10^12 units) at any
     /// instant: every figure a forecast derives from it stays an exact sum,
     /// never a wrapped or saturated one.
     pub fn pending_after(&self, pending: &Timeline, quantity: Quantity) -> Result<Timeline> {
@@ -534,10 +534,10 @@ impl NewDemandRequest {
         let end = self.ends_at.unwrap_or(Instant::END_OF_TIME);
         let peak = after.peak(self.starts_at, end);
         if peak > capacity_domain::quantity::MAX_UNITS * 1000 {
-            return Err(StoreError::invalid(
-                "quantity",
+            return Err(StoreError::conflict(
+                "pending_demand_limit",
                 format!(
-                    "would take the workspace's pending {} demand to {} per period, above 1000000000000",
+                    "this request would take the workspace's pending {} demand to {} per period, above 1000000000000",
                     self.resource_type.as_str(),
                     capacity_domain::model::show(peak)
                 ),
@@ -776,15 +776,15 @@ pub struct UsageRecord {
 pub const MAX_USAGE_PER_WEEK: i64 = capacity_domain::quantity::MAX_UNITS * 1000;
 
 /// A batch that would take a weekly usage total past [`MAX_USAGE_PER_WEEK`]:
-/// refused whole (422), nothing of it recorded. A batch's own sums are
+/// refused whole (409 `usage_week_limit`), nothing of it recorded. A batch's own sums are
 /// checked by [`check_usage_week`] before they are added; the stores add
 /// them to the stored totals only where the result stays within the bound
 /// (a guard in their upsert) and refuse the batch where it would not.
 pub fn usage_week_overflow() -> StoreError {
-    StoreError::invalid(
-        "records",
-        "would take an allocation's or a pool's usage in one ISO week above 1000000000000; \
-         nothing of this batch was recorded",
+    StoreError::conflict(
+        "usage_week_limit",
+        "this batch would take an allocation's or a pool's usage in one ISO week above \
+         1000000000000; nothing of it was recorded",
     )
 }
 
