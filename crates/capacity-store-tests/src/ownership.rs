@@ -264,3 +264,53 @@ pub async fn pending_demand_stays_an_exact_sum(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(listed.items.len(), 2);
 }
+
+/// Rows written before workspaces were registered (for the migration test):
+/// pools in `WS_A` (ORG_A) and `WS_B` (ORG_B), and a line in a workspace
+/// that holds nothing else.
+pub async fn rows_before_the_registry(store: &dyn Store) {
+    talent_pool(store, 10).await;
+    store
+        .create_pool(
+            &platform(),
+            new_pool(ORG_B, WS_B, ResourceType::Compute, 10),
+            now(),
+        )
+        .await
+        .unwrap();
+    store
+        .put_service_line(
+            &platform(),
+            &line(3),
+            ServiceLinePut {
+                workspace_id: ws(WS_UNUSED),
+                organization_id: Some(OrgId::parse(ORG_B).unwrap()),
+                status: ServiceLineStatus::Active,
+                close_allocations: false,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+}
+
+/// What the migration registers from [`rows_before_the_registry`]: each
+/// workspace to the organization of its rows.
+pub async fn the_migration_registered_the_stored_workspaces(store: &dyn Store) {
+    let all = store.list_workspaces(&platform(), page(10)).await.unwrap();
+    let mut got: Vec<(&str, &str)> = all
+        .items
+        .iter()
+        .map(|w| (w.id.as_str(), w.organization_id.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [(WS_A, ORG_A), (WS_B, ORG_B), (WS_UNUSED, ORG_B)]);
+    // And they hold: another organization cannot post demand there.
+    let mut intruding = request(ResourceType::TalentHours, 1, Q3_START, None);
+    intruding.workspace_id = ws(WS_UNUSED);
+    assert_not_found(
+        store
+            .create_request(&organization(ORG_A, None), intruding, now())
+            .await,
+    );
+}

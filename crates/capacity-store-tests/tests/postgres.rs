@@ -319,3 +319,22 @@ async fn unreadable_event_types_deliver_nothing() {
     )
     .await;
 }
+
+/// Migration 0012 registers the workspaces already stored, from their rows:
+/// the registry is dropped and its migration forgotten, then run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_workspaces_are_registered_by_their_migration() {
+    let Some((store, db)) = fresh("stored_workspaces_are_registered_by_their_migration").await
+    else {
+        return;
+    };
+    capacity_store_tests::ownership::rows_before_the_registry(store.as_ref()).await;
+    drop(store);
+    raw(&db.url)
+        .await
+        .batch_execute("DROP TABLE workspaces; DELETE FROM schema_migrations WHERE version = 12")
+        .await
+        .unwrap();
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    capacity_store_tests::ownership::the_migration_registered_the_stored_workspaces(&store).await;
+}

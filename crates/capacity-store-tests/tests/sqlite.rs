@@ -51,3 +51,21 @@ async fn unreadable_event_types_deliver_nothing() {
     )
     .await;
 }
+
+/// Migration 0012 registers the workspaces already stored, from their rows:
+/// the registry is dropped and its migration forgotten, then run again.
+#[tokio::test]
+async fn stored_workspaces_are_registered_by_their_migration() {
+    let (store, dir) = fresh("stored_workspaces_are_registered_by_their_migration")
+        .await
+        .unwrap();
+    capacity_store_tests::ownership::rows_before_the_registry(store.as_ref()).await;
+    drop(store);
+    let path = dir.path().join("conformance.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE workspaces; DELETE FROM schema_migrations WHERE version = 12")
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    capacity_store_tests::ownership::the_migration_registered_the_stored_workspaces(&store).await;
+}
