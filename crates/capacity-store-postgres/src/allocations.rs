@@ -19,7 +19,7 @@ use capacity_domain::{
 };
 use capacity_store::{
     AllocationFilter, AllocationPatch, LineRegistration, NewAllocation, Page, PageRequest,
-    PatchPlan, Scope, StoreError, unit_name,
+    PatchPlan, Scope, StoreError, UsageTarget, unit_name,
 };
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -1082,21 +1082,13 @@ pub async fn history(
     Ok(Page::from_rows(rows, page.limit))
 }
 
-/// What usage ingestion needs to know of an allocation.
-pub struct Target {
-    pub seq: i64,
-    pub pool_seq: i64,
-    pub organization_id: String,
-    pub closed: bool,
-}
-
 /// The allocations usage is recorded against, by id, of those visible to
 /// `scope` (one query for a whole batch).
 pub async fn usage_targets(
     db: &Db<'_>,
     scope: &Scope,
     ids: Vec<String>,
-) -> Result<HashMap<String, Target>, StoreError> {
+) -> Result<HashMap<String, UsageTarget>, StoreError> {
     let mut q = Query::new("SELECT id, seq, pool_seq, organization_id, status FROM allocations");
     q.and("id = ANY({})", ids);
     q.scoped(scope, "organization_id", "workspace_id");
@@ -1106,7 +1098,7 @@ pub async fn usage_targets(
         .map(|r| {
             Ok((
                 r.try_get(0)?,
-                Target {
+                UsageTarget {
                     seq: r.try_get(1)?,
                     pool_seq: r.try_get(2)?,
                     organization_id: r.try_get(3)?,

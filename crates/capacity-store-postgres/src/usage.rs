@@ -10,15 +10,11 @@
 //! accepted ones, the others were already there), and two multi-row upserts
 //! add them to the weekly rollups.
 
-use crate::allocations::{self, Target};
+use crate::allocations;
 use crate::sql::{Db, DbResult};
 use capacity_domain::Instant;
-use capacity_domain::time::MICROS_PER_DAY;
-use capacity_store::{Scope, StoreError, UsageOutcome, UsageRecord};
+use capacity_store::{Scope, StoreError, UsageOutcome, UsageRecord, UsageTarget, WeeklyUsage};
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// Usage older than this is refused (SPEC §5).
-pub const MAX_AGE_DAYS: i64 = 400;
 
 pub async fn record(
     db: &Db<'_>,
@@ -26,7 +22,6 @@ pub async fn record(
     records: Vec<UsageRecord>,
     now: Instant,
 ) -> Result<Vec<UsageOutcome>, StoreError> {
-    let oldest = now.plus_micros(-MAX_AGE_DAYS * MICROS_PER_DAY);
     let mut ids: Vec<String> = records
         .iter()
         .map(|r| r.allocation_id.as_str().to_owned())
@@ -34,43 +29,9 @@ pub async fn record(
     ids.sort_unstable();
     ids.dedup();
     // Absent when the allocation is unknown or not visible to the scope.
-    let targets: HashMap<String, Target> = allocations::usage_targets(db, scope, ids).await?;
-
-    // Judge every record; those that pass are candidates for insertion. A
-    // record id seen earlier in the batch (for the same organization) is a
-    // duplicate, as it is when SQLite inserts them one after the other.
-    let mut out: Vec<Option<UsageOutcome>> = Vec::with_capacity(records.len());
-    let mut candidates: Vec<(usize, &Target)> = Vec::new();
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
-    for (i, r) in records.iter().enumerate() {
-        let outcome = match targets.get(r.allocation_id.as_str()) {
-            None => Some(UsageOutcome::Rejected {
-                code: "unknown_allocation",
-                reason: format!("no allocation {}", r.allocation_id),
-            }),
-            Some(Target { closed: true, .. }) => Some(UsageOutcome::Rejected {
-                code: "allocation_closed",
-                reason: format!("allocation {} is closed", r.allocation_id),
-            }),
-            Some(_) if r.occurred_at > now => Some(UsageOutcome::Rejected {
-                code: "occurred_in_future",
-                reason: "occurred_at is in the future".into(),
-            }),
-            Some(_) if r.occurred_at < oldest => Some(UsageOutcome::Rejected {
-                code: "too_old",
-                reason: format!("occurred_at is more than {MAX_AGE_DAYS} days ago"),
-            }),
-            Some(t) => {
-                if seen.insert((t.organization_id.as_str(), r.id.as_str())) {
-                    candidates.push((i, t));
-                    None
-                } else {
-                    Some(UsageOutcome::Duplicate)
-                }
-            }
-        };
-        out.push(outcome);
-    }
+    let targets: HashMap<String, UsageTarget> = allocations::usage_targets(db, scope, ids).await?;
+    let mut judged = capacity_store::judge_usage(&records, |id| targets.get(id), now);
+    let mut candidates = std::mem::take(&mut judged.candidates);
 
     if !candidates.is_empty() {
         // Inserted in key order, so two batches sharing record ids wait for
@@ -116,33 +77,27 @@ pub async fn record(
 
         // Weekly rollups of what was accepted, summed here so each key is
         // upserted once, in key order.
-        let mut weekly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
-        let mut pool_weekly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut weekly = WeeklyUsage::default();
         for &(i, t) in &candidates {
             let r = &records[i];
             let accepted = inserted.contains(&(t.organization_id.clone(), r.id.clone()));
-            out[i] = Some(if accepted {
-                let week = r.occurred_at.week_start().micros();
-                let q = r.quantity.thousandths();
-                *weekly.entry((t.seq, week)).or_default() += q;
-                *pool_weekly.entry((t.pool_seq, week)).or_default() += q;
+            judged.outcomes[i] = Some(if accepted {
+                weekly.add(t, r);
                 UsageOutcome::Accepted
             } else {
                 UsageOutcome::Duplicate
             });
         }
-        if !weekly.is_empty() {
+        let weekly = weekly.checked()?;
+        if !weekly.allocations.is_empty() {
             let columns = |m: &BTreeMap<(i64, i64), i64>| {
                 let keys: Vec<i64> = m.keys().map(|k| k.0).collect();
                 let weeks: Vec<i64> = m.keys().map(|k| k.1).collect();
                 let sums: Vec<i64> = m.values().copied().collect();
                 (keys, weeks, sums)
             };
-            let (a_keys, a_weeks, a_sums) = columns(&weekly);
-            let (p_keys, p_weeks, p_sums) = columns(&pool_weekly);
-            for &sum in a_sums.iter().chain(&p_sums) {
-                capacity_store::check_usage_week(sum)?;
-            }
+            let (a_keys, a_weeks, a_sums) = columns(&weekly.allocations);
+            let (p_keys, p_weeks, p_sums) = columns(&weekly.pools);
             // Each total grows only while it stays within the weekly bound
             // (the upsert's guard); a row left alone refuses the whole
             // batch, and the transaction rolls back.
@@ -178,7 +133,5 @@ pub async fn record(
             }
         }
     }
-    out.into_iter()
-        .map(|o| o.ok_or_else(|| StoreError::Internal("a usage record was not judged".into())))
-        .collect()
+    judged.answer()
 }

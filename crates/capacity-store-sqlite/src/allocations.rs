@@ -17,7 +17,7 @@ use capacity_domain::{
 };
 use capacity_store::{
     AllocationFilter, AllocationPatch, NewAllocation, Page, PageRequest, PatchPlan, Scope,
-    StoreError, unit_name,
+    StoreError, UsageTarget, unit_name,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
@@ -760,27 +760,19 @@ pub fn week_usage(
         .unwrap_or(0))
 }
 
-/// What usage ingestion needs to know of an allocation.
-pub struct Target {
-    pub seq: i64,
-    pub pool_seq: i64,
-    pub organization_id: String,
-    pub closed: bool,
-}
-
 /// The allocation usage is recorded against, if visible to `scope`.
 pub fn usage_target(
     conn: &Connection,
     scope: &Scope,
     id: &AllocationId,
-) -> Result<Option<Target>, StoreError> {
+) -> Result<Option<UsageTarget>, StoreError> {
     let mut q = Query::new("SELECT seq, pool_seq, organization_id, status FROM allocations");
     q.and("id = {}", id.as_str().to_owned());
     q.scoped(scope, "organization_id", "workspace_id");
     conn.prepare_cached(&q.sql)
         .db()?
         .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
-            Ok(Target {
+            Ok(UsageTarget {
                 seq: r.get(0)?,
                 pool_seq: r.get(1)?,
                 organization_id: r.get(2)?,

@@ -10,12 +10,14 @@
 mod forecast_cache;
 mod ownership;
 mod scope;
+mod usage;
 pub use forecast_cache::{EXPIRING_LISTED, ForecastCache, PoolPeriod};
 pub use ownership::{
     LineRegistration, Workspace, WorkspacePut, WorkspaceUse, put_line, put_workspace, use_line,
     use_workspace,
 };
 pub use scope::{Access, Principal, Scope, Tenant, TokenKind};
+pub use usage::{USAGE_MAX_AGE_DAYS, UsageJudgement, UsageTarget, WeeklyUsage, judge_usage};
 
 use async_trait::async_trait;
 use capacity_domain::forecast::PlanningPeriod;
@@ -777,7 +779,7 @@ pub const MAX_USAGE_PER_WEEK: i64 = capacity_domain::quantity::MAX_UNITS * 1000;
 
 /// A batch that would take a weekly usage total past [`MAX_USAGE_PER_WEEK`]:
 /// refused whole (409 `usage_week_limit`), nothing of it recorded. A batch's own sums are
-/// checked by [`check_usage_week`] before they are added; the stores add
+/// checked by [`WeeklyUsage::checked`] before they are added; the stores add
 /// them to the stored totals only where the result stays within the bound
 /// (a guard in their upsert) and refuse the batch where it would not.
 pub fn usage_week_overflow() -> StoreError {
@@ -786,16 +788,6 @@ pub fn usage_week_overflow() -> StoreError {
         "this batch would take an allocation's or a pool's usage in one ISO week above \
          1000000000000; nothing of it was recorded",
     )
-}
-
-/// Refuses a batch whose own usage of one allocation or pool in one week
-/// exceeds [`MAX_USAGE_PER_WEEK`] (a batch holds at most 1000 records of at
-/// most 10^12 units, so its sums fit an `i64`).
-pub fn check_usage_week(sum: i64) -> Result<()> {
-    if sum > MAX_USAGE_PER_WEEK {
-        return Err(usage_week_overflow());
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
