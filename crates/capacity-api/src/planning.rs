@@ -290,6 +290,7 @@ pub async fn demand(
                 pending_requests: q(wf.pending),
                 available_supply: q(wf.available),
                 supply_gap: q(wf.gap),
+                overcommitment: q(wf.overcommitment),
             }
         })
         .collect();
@@ -319,6 +320,7 @@ pub async fn demand(
             pending_requests: q(f.pending),
             available_supply: q(f.available),
             supply_gap: q(f.gap),
+            overcommitment: q(f.overcommitment),
             weeks,
             expiring_commitments: pp.expiring_total,
             expiring_allocations_count: pp.expiring_count as u64,

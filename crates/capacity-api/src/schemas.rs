@@ -149,6 +149,8 @@ pub struct DemandWeek {
     pub pending_requests: Quantity,
     pub available_supply: Quantity,
     pub supply_gap: Quantity,
+    /// The most that commitments exceed supply × ratio in this week, 0 when never.
+    pub overcommitment: Quantity,
 }
 
 /// An allocation whose commitment ends inside the period.
@@ -180,7 +182,12 @@ pub struct DemandForecast {
     pub available_supply: Quantity,
     /// Pending minus available, never below 0.
     pub supply_gap: Quantity,
-    /// A plain sentence.
+    /// The most that commitments exceed supply × `overcommit_ratio` at any
+    /// instant of the period, 0 when never (a supply cut can leave a pool
+    /// over-committed; `available_supply` then reads 0). A period with
+    /// overcommitment is never described as covered.
+    pub overcommitment: Quantity,
+    /// A plain sentence; names any overcommitment first.
     pub recommendation: String,
     pub weeks: Vec<DemandWeek>,
     /// Commitment that ends inside the period.

@@ -408,3 +408,42 @@ async fn low_utilisation_is_evaluated_once_a_week() {
         .unwrap();
     assert_eq!(again, None);
 }
+
+#[tokio::test]
+async fn an_overcommitted_period_is_never_described_as_covered() {
+    let app = spawn_app().await;
+    // The seed's quarter, not over-committed, says so with 0.
+    let q3 = app.get(DEMAND, &app.tokens.org_read).await;
+    assert_eq!(q3.body["data"]["overcommitment"], json!(0));
+    assert_eq!(q3.body["data"]["weeks"][0]["overcommitment"], json!(0));
+    // Supply 200 cut to 50 against 160 committed: 110 over.
+    let cut = app
+        .post(
+            "/v1/capacity/CAP-26-000112/adjustments",
+            &app.tokens.platform,
+            json!({"delta": -150, "reason": "team left", "source": "talent_offboarded"}),
+        )
+        .await;
+    assert_eq!(cut.status, 201, "{}", cut.body);
+    let a = app
+        .get(
+            "/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=talent_hours&period=2026-05",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let d = &a.body["data"];
+    assert_eq!(d["available_supply"], json!(0));
+    assert_eq!(d["overcommitment"], json!(110), "{d}");
+    let r = d["recommendation"].as_str().unwrap();
+    assert!(
+        r.starts_with("The pool is over-committed in 2026-05") && r.contains("110"),
+        "{r}"
+    );
+    assert!(!r.contains("covers"), "{r}");
+    let weeks = d["weeks"].as_array().unwrap();
+    assert!(
+        weeks.iter().all(|w| w["overcommitment"] == json!(110)),
+        "{weeks:?}"
+    );
+}
