@@ -1065,6 +1065,9 @@ pub trait Store: Send + Sync + 'static {
         filter: RequestFilter,
         page: PageRequest,
     ) -> Result<Page<DemandRequest>>;
+    /// One demand request; another organization's (or a narrowed token's
+    /// other workspace's) is `NotFound`, as a missing one.
+    async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest>;
     /// Everything a forecast of `period` reads.
     async fn forecast_data(
         &self,
