@@ -55,6 +55,7 @@ pub fn allocation() -> Value {
         "committed": 40,
         "committed_per_week": 40,
         "actual_last_week": 38.5,
+        "committed_last_week": 40,
         "utilisation_percent": 96.3,
         "status": "active",
         "resources": [

@@ -67,7 +67,13 @@ pub struct AllocationView {
     pub committed_per_week: Quantity,
     /// Usage in the last complete ISO week.
     pub actual_last_week: Quantity,
-    /// `actual_last_week` against last week's commitment; `null` when nothing was committed.
+    /// The commitment in force during the last complete ISO week (its peak
+    /// if it changed within the week), per week as `committed_per_week`:
+    /// `utilisation_percent` is `actual_last_week` against this, so both
+    /// figures are of the same week even after the commitment changed.
+    pub committed_last_week: Quantity,
+    /// `actual_last_week` against `committed_last_week` (exactly, not the
+    /// rounded per-week figure); `null` when nothing was committed.
     pub utilisation_percent: Option<Percent>,
     pub status: AllocationStatus,
     pub resources: Vec<Resource>,
