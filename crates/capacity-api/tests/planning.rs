@@ -590,3 +590,28 @@ async fn an_allocation_shows_the_commitment_its_utilisation_is_against() {
         .unwrap();
     assert!(required.contains(&json!("committed_last_week")));
 }
+
+#[tokio::test]
+async fn overcommitted_pool_events_carry_quantities_as_numbers() {
+    let app = spawn_app().await;
+    let cut = app
+        .post(
+            "/v1/capacity/CAP-26-000112/adjustments",
+            &app.tokens.platform,
+            json!({"delta": -150, "reason": "team left", "source": "talent_offboarded"}),
+        )
+        .await;
+    assert_eq!(cut.status, 201, "{}", cut.body);
+    let events = app
+        .get(
+            "/v1/events?type=capacity.pool_overcommitted",
+            &app.tokens.org_read,
+        )
+        .await;
+    let e = &events.body["data"][0]["data"]["object"];
+    assert_eq!(e["committed"], json!(160), "{e}");
+    assert_eq!(e["capacity"], json!(50), "{e}");
+    assert_eq!(e["shortfall"], json!(110), "{e}");
+    assert_eq!(e["pool"]["total"], json!(50), "{e}");
+    assert_eq!(e["at"], NOW);
+}

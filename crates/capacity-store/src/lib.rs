@@ -298,6 +298,22 @@ pub struct AllocationPatch {
     pub if_match: Option<i64>,
 }
 
+/// The data of `capacity.pool_overcommitted`: the pool after the supply cut
+/// and where it is first over-committed. Quantities are JSON numbers in the
+/// pool's unit per its period (`Quantity`), as everywhere else in the API.
+pub fn pool_overcommitted_event(
+    pool_after: &impl serde::Serialize,
+    over: &Overcommit,
+) -> serde_json::Value {
+    serde_json::json!({
+        "pool": pool_after,
+        "at": over.at,
+        "committed": Quantity::from_thousandths(over.committed),
+        "capacity": Quantity::from_thousandths(over.capacity),
+        "shortfall": Quantity::from_thousandths(over.shortfall),
+    })
+}
+
 /// Refuses a supply timeline that leaves `[0, 10^12]` units from `now` on
 /// (the 422 both backends answer to such an adjustment).
 pub fn check_supply_range(after: &Timeline, now: Instant) -> Result<()> {
