@@ -55,6 +55,7 @@ pub fn allocation() -> Value {
         "committed": 40,
         "committed_per_week": 40,
         "actual_last_week": 38.5,
+        "committed_last_week": 40,
         "utilisation_percent": 96.3,
         "status": "active",
         "resources": [
@@ -74,7 +75,26 @@ pub fn allocation() -> Value {
     })
 }
 
+/// The seed's 2026-Q3 talent forecast, whole (every field the schema
+/// requires; the reference example shows the first eight).
 pub fn demand() -> Value {
+    let q3 = capacity_domain::forecast::PlanningPeriod::parse("2026-Q3").expect("a valid period");
+    let weeks: Vec<Value> = q3
+        .weeks()
+        .iter()
+        .map(|w| {
+            json!({
+                "week_start": w.start.week_start(),
+                "from": w.start,
+                "to": w.end,
+                "current_committed": 160,
+                "pending_requests": 80,
+                "available_supply": 40,
+                "supply_gap": 40,
+                "overcommitment": 0
+            })
+        })
+        .collect();
     json!({ "data": {
         "workspace_id": "WS-26-000021",
         "resource_type": "talent_hours",
@@ -83,6 +103,18 @@ pub fn demand() -> Value {
         "pending_requests": 80,
         "available_supply": 40,
         "supply_gap": 40,
+        "recommendation": "Supply cannot meet pending demand in 2026-Q3: 80 hours_per_week are requested but only 40 are available, a gap of 40. Add at least 40 hours_per_week of supply before the period starts, or defer or decline requests.",
+        "from": "2026-07-01T00:00:00Z",
+        "to": "2026-10-01T00:00:00Z",
+        "unit": "hours_per_week",
+        "capacity_pool_id": "CAP-26-000112",
+        "overcommitment": 0,
+        "weeks": weeks,
+        "expiring_commitments": 0,
+        "expiring_allocations_count": 0,
+        "expiring_allocations": [],
+        "scheduled_supply_changes": [],
+        "projected_utilisation_percent": 58
     }})
 }
 

@@ -116,7 +116,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(allocations::history))
         .routes(routes!(allocations::utilisation))
         .routes(routes!(planning::list_requests, planning::create_request))
-        .routes(routes!(planning::update_request))
+        .routes(routes!(planning::get_request, planning::update_request))
         .routes(routes!(planning::demand))
         .routes(routes!(planning::costs))
         .routes(routes!(usage::ingest))

@@ -102,6 +102,10 @@ pub fn finish(doc: &mut Value) {
         "scheme": "bearer",
         "description": "A token minted by `capacity tokens create` (`cap_…`): platform or organization, read or write scope."
     });
+    doc["servers"] = json!([{
+        "url": "/",
+        "description": "The server that serves this document (`capacity serve` listens on 127.0.0.1:8080 by default)."
+    }]);
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -113,6 +117,12 @@ pub fn finish(doc: &mut Value) {
         for (method, op) in item.iter_mut() {
             if !op.is_object() {
                 continue;
+            }
+            if path == "/metrics" {
+                // Public figures without a token, tenants' pool gauges with a platform token.
+                op["security"] = json!([{}, { "bearer": [] }]);
+            } else if !versioned {
+                op["security"] = json!([]);
             }
             if versioned {
                 op["security"] = json!([{ "bearer": [] }]);

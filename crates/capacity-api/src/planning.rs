@@ -142,15 +142,7 @@ pub async fn update_request(
     Json(b): Json<UpdateRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.require_write()?;
-    let id = path_id(
-        &id,
-        |v| {
-            capacity_domain::ids::parse_minted(capacity_domain::MintedPrefix::Request, v)
-                .map(|_| v.to_owned())
-                .ok_or(())
-        },
-        "demand request",
-    )?;
+    let id = request_id(&id)?;
     let update = RequestUpdate {
         status: b.status,
         allocation_id: b.allocation_id,
@@ -161,6 +153,42 @@ pub async fn update_request(
         .await
         .map_err(|e| not_found(e, "demand request"))?;
     Ok(axum::Json(DataBody { data: &r }).into_response())
+}
+
+/// One demand request
+#[utoipa::path(
+    get,
+    path = "/v1/capacity/requests/{id}",
+    operation_id = "getDemandRequest",
+    tag = "planning",
+    params(("id" = String, Path, description = "The request's id", pattern = "^REQ-[0-9]{2}-[0-9]{6,15}$")),
+    responses((status = 200, description = "The demand request", body = DataBody<DemandRequestView>))
+)]
+pub async fn get_request(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = request_id(&id)?;
+    let r = s
+        .store
+        .get_request(&caller.0, &id)
+        .await
+        .map_err(|e| not_found(e, "demand request"))?;
+    Ok(axum::Json(DataBody { data: &r }).into_response())
+}
+
+/// A path's request id; any other shape is 404, as a missing one.
+fn request_id(id: &str) -> Result<String, ApiError> {
+    path_id(
+        id,
+        |v| {
+            capacity_domain::ids::parse_minted(capacity_domain::MintedPrefix::Request, v)
+                .map(|_| v.to_owned())
+                .ok_or(())
+        },
+        "demand request",
+    )
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -290,6 +318,7 @@ pub async fn demand(
                 pending_requests: q(wf.pending),
                 available_supply: q(wf.available),
                 supply_gap: q(wf.gap),
+                overcommitment: q(wf.overcommitment),
             }
         })
         .collect();
@@ -319,6 +348,7 @@ pub async fn demand(
             pending_requests: q(f.pending),
             available_supply: q(f.available),
             supply_gap: q(f.gap),
+            overcommitment: q(f.overcommitment),
             weeks,
             expiring_commitments: pp.expiring_total,
             expiring_allocations_count: pp.expiring_count as u64,

@@ -67,7 +67,13 @@ pub struct AllocationView {
     pub committed_per_week: Quantity,
     /// Usage in the last complete ISO week.
     pub actual_last_week: Quantity,
-    /// `actual_last_week` against last week's commitment; `null` when nothing was committed.
+    /// The commitment in force during the last complete ISO week (its peak
+    /// if it changed within the week), per week as `committed_per_week`:
+    /// `utilisation_percent` is `actual_last_week` against this, so both
+    /// figures are of the same week even after the commitment changed.
+    pub committed_last_week: Quantity,
+    /// `actual_last_week` against `committed_last_week` (exactly, not the
+    /// rounded per-week figure); `null` when nothing was committed.
     pub utilisation_percent: Option<Percent>,
     pub status: AllocationStatus,
     pub resources: Vec<Resource>,
@@ -149,6 +155,8 @@ pub struct DemandWeek {
     pub pending_requests: Quantity,
     pub available_supply: Quantity,
     pub supply_gap: Quantity,
+    /// The most that commitments exceed supply × ratio in this week, 0 when never.
+    pub overcommitment: Quantity,
 }
 
 /// An allocation whose commitment ends inside the period.
@@ -180,7 +188,12 @@ pub struct DemandForecast {
     pub available_supply: Quantity,
     /// Pending minus available, never below 0.
     pub supply_gap: Quantity,
-    /// A plain sentence.
+    /// The most that commitments exceed supply × `overcommit_ratio` at any
+    /// instant of the period, 0 when never (a supply cut can leave a pool
+    /// over-committed; `available_supply` then reads 0). A period with
+    /// overcommitment is never described as covered.
+    pub overcommitment: Quantity,
+    /// A plain sentence; names any overcommitment first.
     pub recommendation: String,
     pub weeks: Vec<DemandWeek>,
     /// Commitment that ends inside the period.

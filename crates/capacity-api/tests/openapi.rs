@@ -326,3 +326,72 @@ async fn docs_page_renders_in_headless_chromium_with_no_network() {
     assert!(dom.contains("id=\"op-patchAllocation\""));
     assert!(dom.contains("ALLOC-26-000441"));
 }
+
+/// What JSON Schema validators and OpenAPI linters tripped on (issue 16 #8).
+#[tokio::test]
+async fn the_document_passes_what_validators_and_linters_check() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    // Percent: a number without multipleOf (96.3 / 0.1 is not an integer in binary floats).
+    let percent = &doc["components"]["schemas"]["Percent"];
+    assert_eq!(percent["type"], "number");
+    assert!(percent.get("multipleOf").is_none(), "{percent}");
+    assert!(
+        percent["description"]
+            .as_str()
+            .unwrap()
+            .contains("one decimal")
+    );
+    // A server to call.
+    assert!(
+        doc["servers"].as_array().is_some_and(|s| !s.is_empty()),
+        "servers: {}",
+        doc["servers"]
+    );
+    // Public routes say they need no token.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(
+            doc["paths"][path]["get"]["security"],
+            serde_json::json!([]),
+            "{path}"
+        );
+    }
+    // Every example names every required field of its schema (one level down `data`).
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => s.clone(),
+        }
+    };
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(ok) = op["responses"]["200"]["content"]["application/json"].as_object() else {
+                continue;
+            };
+            let (Some(example), Some(schema)) = (ok.get("example"), ok.get("schema")) else {
+                continue;
+            };
+            let data_schema = resolve(&resolve(schema)["properties"]["data"]);
+            let item_schema = match data_schema["type"].as_str() {
+                Some("array") => resolve(&data_schema["items"]),
+                _ => data_schema,
+            };
+            let items: Vec<&Value> = match &example["data"] {
+                Value::Array(a) => a.iter().collect(),
+                one => vec![one],
+            };
+            for x in items {
+                for f in item_schema["required"].as_array().into_iter().flatten() {
+                    assert!(
+                        x.get(f.as_str().unwrap()).is_some(),
+                        "{method} {path}: the example lacks required {f}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "{checked}");
+}

@@ -408,3 +408,210 @@ async fn low_utilisation_is_evaluated_once_a_week() {
         .unwrap();
     assert_eq!(again, None);
 }
+
+#[tokio::test]
+async fn an_overcommitted_period_is_never_described_as_covered() {
+    let app = spawn_app().await;
+    // The seed's quarter, not over-committed, says so with 0.
+    let q3 = app.get(DEMAND, &app.tokens.org_read).await;
+    assert_eq!(q3.body["data"]["overcommitment"], json!(0));
+    assert_eq!(q3.body["data"]["weeks"][0]["overcommitment"], json!(0));
+    // Supply 200 cut to 50 against 160 committed: 110 over.
+    let cut = app
+        .post(
+            "/v1/capacity/CAP-26-000112/adjustments",
+            &app.tokens.platform,
+            json!({"delta": -150, "reason": "team left", "source": "talent_offboarded"}),
+        )
+        .await;
+    assert_eq!(cut.status, 201, "{}", cut.body);
+    let a = app
+        .get(
+            "/v1/capacity/demand?workspace_id=WS-26-000021&resource_type=talent_hours&period=2026-05",
+            &app.tokens.org_read,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let d = &a.body["data"];
+    assert_eq!(d["available_supply"], json!(0));
+    assert_eq!(d["overcommitment"], json!(110), "{d}");
+    let r = d["recommendation"].as_str().unwrap();
+    assert!(
+        r.starts_with("The pool is over-committed in 2026-05") && r.contains("110"),
+        "{r}"
+    );
+    assert!(!r.contains("covers"), "{r}");
+    let weeks = d["weeks"].as_array().unwrap();
+    assert!(
+        weeks.iter().all(|w| w["overcommitment"] == json!(110)),
+        "{weeks:?}"
+    );
+}
+
+// Issue 16: what a planner reads.
+
+const A441: &str = "/v1/capacity/allocations/ALLOC-26-000441";
+
+#[tokio::test]
+async fn a_reason_alone_is_recorded_at_once() {
+    let app = spawn_app().await;
+    let before = app.get(A441, &app.tokens.org_read).await;
+    let history_before = app
+        .get(&format!("{A441}/history"), &app.tokens.org_read)
+        .await;
+    let n = history_before.body["data"].as_array().unwrap().len();
+    app.clock.set(at("2026-04-16T09:00:00Z"));
+    let a = app
+        .patch(
+            A441,
+            &app.tokens.org_write,
+            json!({"reason": "just a note"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_ne!(
+        a.headers.get("etag"),
+        before.headers.get("etag"),
+        "a recorded reason is a new version"
+    );
+    assert_eq!(a.body["data"]["updated_at"], "2026-04-16T09:00:00Z");
+    // Nothing else changes.
+    for f in [
+        "committed",
+        "committed_per_week",
+        "ends_at",
+        "status",
+        "pending_changes",
+    ] {
+        assert_eq!(a.body["data"][f], before.body["data"][f], "{f}");
+    }
+    let h = app
+        .get(&format!("{A441}/history"), &app.tokens.org_read)
+        .await;
+    let entries = h.body["data"].as_array().unwrap();
+    assert_eq!(entries.len(), n + 1, "{}", h.body);
+    let last = entries
+        .iter()
+        .find(|e| e["reason"] == "just a note")
+        .unwrap_or_else(|| panic!("no entry with the reason: {}", h.body));
+    assert_eq!(last["action"], "noted");
+    assert_eq!(last["effective_at"], "2026-04-16T09:00:00Z");
+    assert_eq!((&last["before"], &last["after"]), (&json!({}), &json!({})));
+    // The GET agrees with the PATCH's answer.
+    let after = app.get(A441, &app.tokens.org_read).await;
+    assert_eq!(after.headers.get("etag"), a.headers.get("etag"));
+    // An empty PATCH still changes nothing.
+    let none = app.patch(A441, &app.tokens.org_write, json!({})).await;
+    assert_eq!(none.headers.get("etag"), a.headers.get("etag"));
+}
+
+#[tokio::test]
+async fn a_new_requests_location_answers_the_request() {
+    let app = spawn_app().await;
+    let body = json!({"workspace_id": WS, "resource_type": "talent_hours", "quantity_per_week": 20, "starts_at": "2026-05-04T00:00:00Z"});
+    let a = app
+        .post("/v1/capacity/requests", &app.tokens.org_write, body)
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let location = a.headers["location"].to_str().unwrap().to_owned();
+    let got = app.get(&location, &app.tokens.org_read).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body, a.body);
+    // Another organization's request answers exactly as one that does not exist.
+    let theirs = app.get(&location, &app.tokens.other_org).await;
+    assert_problem(&theirs, 404, "not_found");
+    let id = a.body["data"]["id"].as_str().unwrap();
+    let missing_id = "REQ-26-999999";
+    let missing = app
+        .get(
+            &format!("/v1/capacity/requests/{missing_id}"),
+            &app.tokens.other_org,
+        )
+        .await;
+    assert_problem(&missing, 404, "not_found");
+    let mut theirs_body = theirs.body.clone();
+    theirs_body["detail"] = json!(
+        theirs.body["detail"]
+            .as_str()
+            .unwrap()
+            .replace(id, missing_id)
+    );
+    assert_eq!(theirs_body, missing.body);
+    // A token narrowed to another workspace of the same organization sees nothing either.
+    let narrowed = app.get(&location, &app.tokens.org_other_workspace).await;
+    assert_problem(&narrowed, 404, "not_found");
+    assert_problem(
+        &app.get("/v1/capacity/requests/REQ-x", &app.tokens.org_read)
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn an_allocation_shows_the_commitment_its_utilisation_is_against() {
+    let app = spawn_app().await;
+    let a = app
+        .patch(
+            A441,
+            &app.tokens.org_write,
+            json!({"committed_per_week": 32, "effective_immediately": true}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    for body in [&a.body, &app.get(A441, &app.tokens.org_read).await.body] {
+        let d = &body["data"];
+        assert_eq!(d["committed_per_week"], json!(32));
+        assert_eq!(d["actual_last_week"], json!(38.5));
+        assert_eq!(d["committed_last_week"], json!(40), "{d}");
+        assert_eq!(d["utilisation_percent"], json!(96.3));
+    }
+    // Per week, as committed_per_week is: the monthly credits pool's 45000 a month.
+    let credits = app
+        .get(
+            "/v1/capacity/allocations/ALLOC-26-000444",
+            &app.tokens.org_read,
+        )
+        .await;
+    let d = &credits.body["data"];
+    assert_eq!(d["committed_last_week"], d["committed_per_week"], "{d}");
+    assert_eq!(d["committed_last_week"], json!(10384.615));
+    // The OpenAPI document describes it.
+    let doc = app.send("GET", "/openapi.json", None, None).await.body;
+    let prop = &doc["components"]["schemas"]["Allocation"]["properties"]["committed_last_week"];
+    assert!(
+        prop["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("utilisation_percent")),
+        "{prop}"
+    );
+    let required = doc["components"]["schemas"]["Allocation"]["required"]
+        .as_array()
+        .unwrap();
+    assert!(required.contains(&json!("committed_last_week")));
+}
+
+#[tokio::test]
+async fn overcommitted_pool_events_carry_quantities_as_numbers() {
+    let app = spawn_app().await;
+    let cut = app
+        .post(
+            "/v1/capacity/CAP-26-000112/adjustments",
+            &app.tokens.platform,
+            json!({"delta": -150, "reason": "team left", "source": "talent_offboarded"}),
+        )
+        .await;
+    assert_eq!(cut.status, 201, "{}", cut.body);
+    let events = app
+        .get(
+            "/v1/events?type=capacity.pool_overcommitted",
+            &app.tokens.org_read,
+        )
+        .await;
+    let e = &events.body["data"][0]["data"]["object"];
+    assert_eq!(e["committed"], json!(160), "{e}");
+    assert_eq!(e["capacity"], json!(50), "{e}");
+    assert_eq!(e["shortfall"], json!(110), "{e}");
+    assert_eq!(e["pool"]["total"], json!(50), "{e}");
+    assert_eq!(e["at"], NOW);
+}

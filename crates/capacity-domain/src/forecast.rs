@@ -89,6 +89,9 @@ pub struct Figures {
     pub gap: i64,
     /// Supply × ratio at the peak commitment.
     pub capacity: i64,
+    /// The most that commitment exceeds supply × ratio at any instant of the
+    /// window (not only at the peak: supply may dip elsewhere), 0 when never.
+    pub overcommitment: i64,
 }
 
 /// Reads supply, commitment and pending demand over `[from, to)`.
@@ -115,6 +118,7 @@ pub fn figures(
     );
     let (mut si, mut ci) = (0, 0);
     let (mut peak, mut cap) = (c, capacity_at(s));
+    let mut over = c.saturating_sub(cap);
     loop {
         let t = match (s_steps.get(si), c_steps.get(ci)) {
             (None, None) => break,
@@ -131,6 +135,7 @@ pub fn figures(
             ci += 1;
         }
         let here = capacity_at(s);
+        over = over.max(c.saturating_sub(here));
         if c > peak || (c == peak && here < cap) {
             peak = c;
             cap = here;
@@ -144,12 +149,32 @@ pub fn figures(
         available,
         gap: (pending - available).max(0),
         capacity: cap,
+        overcommitment: over.max(0),
     }
 }
 
 /// A plain sentence on what the figures mean and what to do.
+///
+/// An over-committed window is never described as covered (SPEC §5): its
+/// sentence names the overcommitment first, then any pending demand.
 pub fn recommendation(f: &Figures, unit: &str, label: &str) -> String {
     let q = format_thousandths;
+    if f.overcommitment > 0 {
+        let demand = if f.pending > 0 {
+            format!(
+                " {} {unit} of pending demand cannot be met either until it is resolved.",
+                q(f.pending)
+            )
+        } else {
+            String::new()
+        };
+        return format!(
+            "The pool is over-committed in {label}: commitments exceed supply by up to {} {unit}. \
+             Add at least {} {unit} of supply, or reduce or end commitments, before accepting any demand.{demand}",
+            q(f.overcommitment),
+            q(f.overcommitment)
+        );
+    }
     if f.gap > 0 {
         return format!(
             "Supply cannot meet pending demand in {label}: {} {unit} are requested but only {} are available, a gap of {}. \
@@ -272,10 +297,30 @@ mod tests {
             available: a,
             gap: (p - a).max(0),
             capacity: cap,
+            overcommitment: 0,
         };
         assert!(recommendation(&f(190, 5, 10, 200), "u", "P").contains("only just"));
         assert!(recommendation(&f(20, 10, 180, 200), "u", "P").contains("well above"));
         assert!(recommendation(&f(120, 20, 80, 200), "u", "P").contains("comfortably"));
+    }
+
+    #[test]
+    fn an_overcommitted_window_is_never_described_as_covered() {
+        let may = PlanningPeriod::parse("2026-05").unwrap();
+        // 200 cut to 50 against 160 committed: 110 over, available 0.
+        let supply = Timeline::from_steps([
+            (at("2026-01-01T00:00:00Z"), 200_000),
+            (at("2026-04-15T06:00:00Z"), -150_000),
+        ]);
+        let committed = Timeline::from_steps([(at("2026-01-15T00:00:00Z"), 160_000)]);
+        let f = figures(&supply, 1000, &committed, &Timeline::default(), may);
+        assert_eq!((f.available, f.gap, f.overcommitment), (0, 0, 110_000));
+        let r = recommendation(&f, "hours_per_week", "2026-05");
+        assert!(
+            r.starts_with("The pool is over-committed") && r.contains("110"),
+            "{r}"
+        );
+        assert!(!r.contains("covers"), "{r}");
     }
 
     proptest::proptest! {
@@ -302,6 +347,8 @@ mod tests {
             let least = points.iter().filter(|&&t| c.value_at(t) == peak).map(|&t| cap(t)).min().unwrap();
             proptest::prop_assert_eq!((f.committed, f.capacity), (peak, least));
             proptest::prop_assert_eq!(f.available, (least - peak).max(0));
+            let over = points.iter().map(|&t| c.value_at(t) - cap(t)).max().unwrap().max(0);
+            proptest::prop_assert_eq!(f.overcommitment, over);
         }
     }
 }

@@ -346,6 +346,7 @@ impl Allocation {
             committed: current.committed,
             committed_per_week: self.period.to_per_week(current.committed),
             actual_last_week: self.actual_last_week,
+            committed_last_week: self.period.to_per_week(self.committed_last_week),
             utilisation_percent: self.utilisation_percent(),
             status: self.status,
             resources: &current.resources,
@@ -378,6 +379,8 @@ pub struct AllocationView<'a> {
     pub committed: Quantity,
     pub committed_per_week: Quantity,
     pub actual_last_week: Quantity,
+    /// Per week, as `committed_per_week`: the base of `utilisation_percent`.
+    pub committed_last_week: Quantity,
     pub utilisation_percent: Option<Percent>,
     pub status: AllocationStatus,
     pub resources: &'a [Resource],

@@ -132,8 +132,9 @@ hand_schema!(
     "Percent",
     json!({
         "type": "number",
-        "multipleOf": 0.1,
-        "description": "A percentage rounded half away from zero to one decimal.",
+        "description": "A percentage, rounded half away from zero to one decimal (96.3). No `multipleOf: 0.1`: \
+            in binary floating point 96.3 / 0.1 is not a whole number, so JSON Schema validators would refuse \
+            real answers.",
         "examples": [96.3]
     })
 );

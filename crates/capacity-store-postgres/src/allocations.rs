@@ -8,8 +8,7 @@ use crate::pools;
 use crate::sql::{Batch, Db, DbResult, Query, id_head, minted_sql, values};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
-    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
-    below_actual,
+    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, UtilisationWeek, below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -708,22 +707,6 @@ struct PatchWrites {
     e_data: Vec<String>,
 }
 
-/// The fields of `terms` a history entry shows.
-fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Value {
-    let mut v = serde_json::Map::new();
-    if change.committed.is_some() {
-        v.insert("committed".into(), serde_json::json!(t.committed));
-        v.insert(
-            "committed_per_week".into(),
-            serde_json::json!(period.to_per_week(t.committed)),
-        );
-    }
-    if change.resources.is_some() {
-        v.insert("resources".into(), serde_json::json!(t.resources));
-    }
-    serde_json::Value::Object(v)
-}
-
 /// A PATCH waiting to be made, with its caller's scope.
 #[derive(Clone)]
 pub struct PatchRequest {
@@ -887,12 +870,11 @@ fn judge_patch(
         new,
         change,
         terms_at,
+        history,
     }) = patch.plan(&old, now)?
     else {
         return Ok(old);
     };
-    let terms_changed = new.terms != old.terms;
-    let reason = patch.reason.clone();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
     let pool = &state.pool;
@@ -961,44 +943,20 @@ fn judge_patch(
 
     // History: one entry for what applies now, one for what is scheduled.
     let mut entry = |action: &'static str,
+                     reason: Option<String>,
                      before: serde_json::Value,
                      after: serde_json::Value,
                      effective_at: Instant| {
         w.h_seq.push(seq);
         w.h_action.push(action.to_owned());
         w.h_actor.push(scope.token_id.clone());
-        w.h_reason.push(reason.clone());
+        w.h_reason.push(reason);
         w.h_before.push(before.to_string());
         w.h_after.push(after.to_string());
         w.h_eff.push(effective_at.micros());
     };
-    let mut before_now = serde_json::Map::new();
-    let mut after_now = serde_json::Map::new();
-    if new.ends_at != old.ends_at {
-        before_now.insert("ends_at".into(), serde_json::json!(old.ends_at));
-        after_now.insert("ends_at".into(), serde_json::json!(new.ends_at));
-    }
-    if new.status != old.status {
-        before_now.insert("status".into(), serde_json::json!(old.status));
-        after_now.insert("status".into(), serde_json::json!(new.status));
-    }
-    if terms_changed {
-        let before_terms = terms_json(old.current_terms(terms_at), old.period, &change);
-        let after_terms = terms_json(new.current_terms(terms_at), old.period, &change);
-        if patch.effective_immediately {
-            extend(&mut before_now, before_terms);
-            extend(&mut after_now, after_terms);
-        } else {
-            entry("updated", before_terms, after_terms, terms_at);
-        }
-    }
-    if !after_now.is_empty() {
-        let action = if new.status == AllocationStatus::Closed {
-            "closed"
-        } else {
-            "updated"
-        };
-        entry(action, before_now.into(), after_now.into(), now);
+    for h in history {
+        entry(h.action, h.reason, h.before, h.after, h.effective_at);
     }
 
     let updated = new;
@@ -1034,12 +992,6 @@ fn judge_patch(
     w.ends.push(updated.ends_at.map(|e| e.micros()));
     w.closed.push(updated.closed_at.map(|c| c.micros()));
     Ok(updated)
-}
-
-fn extend(map: &mut serde_json::Map<String, serde_json::Value>, v: serde_json::Value) {
-    if let serde_json::Value::Object(o) = v {
-        map.extend(o);
-    }
 }
 
 pub async fn history(

@@ -1067,6 +1067,14 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest> {
+        self.run(Mode::Read, |db| {
+            let (scope, id) = (scope.clone(), id.to_owned());
+            unit!(requests::get(db, &scope, &id).await)
+        })
+        .await
+    }
+
     async fn forecast_data(
         &self,
         scope: &Scope,

@@ -791,13 +791,7 @@ pub async fn adjust(
             "capacity.pool_overcommitted",
             &pool.organization_id,
             &pool.workspace_id,
-            serde_json::json!({
-                "pool": &pool_after,
-                "at": over.at,
-                "committed": capacity_domain::model::show(over.committed),
-                "capacity": capacity_domain::model::show(over.capacity),
-                "shortfall": capacity_domain::model::show(over.shortfall),
-            }),
+            capacity_store::pool_overcommitted_event(&pool_after, &over),
             now,
         )
         .await?;

@@ -79,6 +79,11 @@ async fn load(db: &Db<'_>, scope: &Scope, id: &str) -> Result<(i64, DemandReques
     Ok((seq, text_or_internal(r, "demand request")?))
 }
 
+/// One request this scope sees.
+pub async fn get(db: &Db<'_>, scope: &Scope, id: &str) -> Result<DemandRequest, StoreError> {
+    Ok(load(db, scope, id).await?.1)
+}
+
 /// Pending demand for a workspace and type as a timeline: only the demand of
 /// the organization the workspace belongs to counts.
 async fn pending_timeline(

@@ -6,8 +6,7 @@ use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::{MintedPrefix, parse_minted};
 use capacity_domain::model::{
-    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, TermsChange, UtilisationWeek,
-    below_actual,
+    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, UtilisationWeek, below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -538,22 +537,6 @@ fn replace_terms(
     Ok(())
 }
 
-/// The fields of `terms` a history entry shows.
-fn terms_json(t: &Terms, period: Period, change: &TermsChange) -> serde_json::Value {
-    let mut v = serde_json::Map::new();
-    if change.committed.is_some() {
-        v.insert("committed".into(), serde_json::json!(t.committed));
-        v.insert(
-            "committed_per_week".into(),
-            serde_json::json!(period.to_per_week(t.committed)),
-        );
-    }
-    if change.resources.is_some() {
-        v.insert("resources".into(), serde_json::json!(t.resources));
-    }
-    serde_json::Value::Object(v)
-}
-
 pub fn patch(
     conn: &Connection,
     scope: &Scope,
@@ -573,12 +556,12 @@ pub fn patch(
         new,
         change,
         terms_at,
+        history,
     }) = patch.plan(&old, now)?
     else {
         return Ok(old);
     };
     let terms_changed = new.terms != old.terms;
-    let reason = patch.reason.as_deref();
 
     // The no-overcommit rule judges whatever the patch raises, now or later.
     let delta = new.commitment_timeline().minus(&old.commitment_timeline());
@@ -605,52 +588,16 @@ pub fn patch(
     }
     write_steps(conn, pool_seq, seq, true, &new.commitment_timeline(), now)?;
 
-    // History: one entry for what applies now, one for what is scheduled.
-    let mut before_now = serde_json::Map::new();
-    let mut after_now = serde_json::Map::new();
-    if new.ends_at != old.ends_at {
-        before_now.insert("ends_at".into(), serde_json::json!(old.ends_at));
-        after_now.insert("ends_at".into(), serde_json::json!(new.ends_at));
-    }
-    if new.status != old.status {
-        before_now.insert("status".into(), serde_json::json!(old.status));
-        after_now.insert("status".into(), serde_json::json!(new.status));
-    }
-    if terms_changed {
-        let before_terms = terms_json(old.current_terms(terms_at), old.period, &change);
-        let after_terms = terms_json(new.current_terms(terms_at), old.period, &change);
-        if patch.effective_immediately {
-            extend(&mut before_now, before_terms);
-            extend(&mut after_now, after_terms);
-        } else {
-            write_history(
-                conn,
-                seq,
-                "updated",
-                &scope.token_id,
-                reason,
-                &before_terms,
-                &after_terms,
-                terms_at,
-                now,
-            )?;
-        }
-    }
-    if !after_now.is_empty() {
-        let action = if new.status == AllocationStatus::Closed {
-            "closed"
-        } else {
-            "updated"
-        };
+    for h in &history {
         write_history(
             conn,
             seq,
-            action,
+            h.action,
             &scope.token_id,
-            reason,
-            &before_now.into(),
-            &after_now.into(),
-            now,
+            h.reason.as_deref(),
+            &h.before,
+            &h.after,
+            h.effective_at,
             now,
         )?;
     }
@@ -694,12 +641,6 @@ pub fn patch(
         )?;
     }
     Ok(updated)
-}
-
-fn extend(map: &mut serde_json::Map<String, serde_json::Value>, v: serde_json::Value) {
-    if let serde_json::Value::Object(o) = v {
-        map.extend(o);
-    }
 }
 
 pub fn history(

@@ -482,6 +482,10 @@ impl Store for SqliteStore {
         self.read(|c| requests::list(c, scope, &filter, page))
     }
 
+    async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest> {
+        self.read(|c| requests::get(c, scope, id))
+    }
+
     async fn forecast_data(
         &self,
         scope: &Scope,

@@ -71,6 +71,11 @@ fn load(conn: &Connection, scope: &Scope, id: &str) -> Result<(i64, DemandReques
     Ok((seq, text_or_internal(r, "demand request")?))
 }
 
+/// One request this scope sees.
+pub fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<DemandRequest, StoreError> {
+    Ok(load(conn, scope, id)?.1)
+}
+
 /// The visible pool of a workspace for a resource type, if any.
 fn workspace_pool(
     conn: &Connection,

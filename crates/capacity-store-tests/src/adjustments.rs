@@ -134,7 +134,13 @@ pub async fn a_supply_cut_below_commitments_is_accepted_and_announced(store: Arc
         .unwrap();
     assert_eq!(over.items.len(), 1);
     let data = &over.items[0].data["object"];
-    assert_eq!(data["shortfall"], "30");
+    assert_eq!(
+        data["shortfall"],
+        serde_json::json!(30),
+        "a number, as every quantity"
+    );
+    assert_eq!(data["committed"], serde_json::json!(80));
+    assert_eq!(data["capacity"], serde_json::json!(50));
     assert_eq!(data["pool"]["id"], pool.id.as_str());
     // An increase never announces an overcommitment.
     store

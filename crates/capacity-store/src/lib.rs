@@ -300,6 +300,22 @@ pub struct AllocationPatch {
     pub if_match: Option<i64>,
 }
 
+/// The data of `capacity.pool_overcommitted`: the pool after the supply cut
+/// and where it is first over-committed. Quantities are JSON numbers in the
+/// pool's unit per its period (`Quantity`), as everywhere else in the API.
+pub fn pool_overcommitted_event(
+    pool_after: &impl serde::Serialize,
+    over: &Overcommit,
+) -> serde_json::Value {
+    serde_json::json!({
+        "pool": pool_after,
+        "at": over.at,
+        "committed": Quantity::from_thousandths(over.committed),
+        "capacity": Quantity::from_thousandths(over.capacity),
+        "shortfall": Quantity::from_thousandths(over.shortfall),
+    })
+}
+
 /// Refuses a supply timeline that leaves `[0, 10^12]` units from `now` on
 /// (the 422 both backends answer to such an adjustment).
 pub fn check_supply_range(after: &Timeline, now: Instant) -> Result<()> {
@@ -332,14 +348,51 @@ pub struct PatchPlan {
     pub change: capacity_domain::model::TermsChange,
     /// When the terms change takes effect: now, or the next billing period.
     pub terms_at: Instant,
+    /// The history entries to append, in order (SPEC §5: "every change: who,
+    /// when, reason, before/after, effective_at"); the backend adds the
+    /// allocation, the actor and the time of writing.
+    pub history: Vec<PlannedHistory>,
+}
+
+/// One history entry a PATCH writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedHistory {
+    /// `updated`, `closed`, or `noted` (a reason recorded with no other change).
+    pub action: &'static str,
+    pub reason: Option<String>,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub effective_at: Instant,
+}
+
+/// The fields of `terms` a history entry shows: those the patch sets.
+fn terms_json(
+    t: &capacity_domain::model::Terms,
+    period: Period,
+    change: &capacity_domain::model::TermsChange,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut v = serde_json::Map::new();
+    if change.committed.is_some() {
+        v.insert("committed".into(), serde_json::json!(t.committed));
+        v.insert(
+            "committed_per_week".into(),
+            serde_json::json!(period.to_per_week(t.committed)),
+        );
+    }
+    if change.resources.is_some() {
+        v.insert("resources".into(), serde_json::json!(t.resources));
+    }
+    v
 }
 
 impl AllocationPatch {
     /// Applies the PATCH rules (SPEC §5) to `old`: the `If-Match` version,
     /// closed is final, terms scheduled for the next billing period unless
     /// immediate, `ends_at` not in the past, closing at `now`. `Ok(None)` when
-    /// nothing would change. The no-overcommit check comes after, on the
-    /// timelines the backend reads.
+    /// nothing would change and no reason is given; a reason alone is
+    /// recorded at once (SPEC §5: "`ends_at`, `status` and `reason` are
+    /// recorded at once"): a `noted` history entry, a new version. The
+    /// no-overcommit check comes after, on the timelines the backend reads.
     pub fn plan(&self, old: &Allocation, now: Instant) -> Result<Option<PatchPlan>> {
         if let Some(expected) = self.if_match
             && expected != old.version
@@ -391,8 +444,54 @@ impl AllocationPatch {
                 new.closed_at = Some(now);
             }
         }
-        let changed =
-            new.terms != old.terms || new.ends_at != old.ends_at || new.status != old.status;
+        let terms_changed = new.terms != old.terms;
+        let changed = terms_changed || new.ends_at != old.ends_at || new.status != old.status;
+        if !changed && self.reason.is_none() {
+            return Ok(None);
+        }
+        // History: one entry for what applies now, one for what is scheduled.
+        let mut history = Vec::new();
+        let (mut before_now, mut after_now) = (serde_json::Map::new(), serde_json::Map::new());
+        if new.ends_at != old.ends_at {
+            before_now.insert("ends_at".into(), serde_json::json!(old.ends_at));
+            after_now.insert("ends_at".into(), serde_json::json!(new.ends_at));
+        }
+        if new.status != old.status {
+            before_now.insert("status".into(), serde_json::json!(old.status));
+            after_now.insert("status".into(), serde_json::json!(new.status));
+        }
+        if terms_changed {
+            let before_terms = terms_json(old.current_terms(terms_at), old.period, &change);
+            let after_terms = terms_json(new.current_terms(terms_at), old.period, &change);
+            if self.effective_immediately {
+                before_now.extend(before_terms);
+                after_now.extend(after_terms);
+            } else {
+                history.push(PlannedHistory {
+                    action: "updated",
+                    reason: self.reason.clone(),
+                    before: before_terms.into(),
+                    after: after_terms.into(),
+                    effective_at: terms_at,
+                });
+            }
+        }
+        if !after_now.is_empty() || history.is_empty() {
+            let action = if new.status == AllocationStatus::Closed {
+                "closed"
+            } else if after_now.is_empty() {
+                "noted"
+            } else {
+                "updated"
+            };
+            history.push(PlannedHistory {
+                action,
+                reason: self.reason.clone(),
+                before: before_now.into(),
+                after: after_now.into(),
+                effective_at: now,
+            });
+        }
         // As it will read once written (so it need not be read back).
         new.updated_at = now;
         new.version = old.version + 1;
@@ -402,10 +501,11 @@ impl AllocationPatch {
             week_end.plus_micros(-capacity_domain::time::MICROS_PER_WEEK),
             week_end,
         ));
-        Ok(changed.then_some(PatchPlan {
+        Ok(Some(PatchPlan {
             new,
             change,
             terms_at,
+            history,
         }))
     }
 }
@@ -973,6 +1073,9 @@ pub trait Store: Send + Sync + 'static {
         filter: RequestFilter,
         page: PageRequest,
     ) -> Result<Page<DemandRequest>>;
+    /// One demand request; another organization's (or a narrowed token's
+    /// other workspace's) is `NotFound`, as a missing one.
+    async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest>;
     /// Everything a forecast of `period` reads.
     async fn forecast_data(
         &self,
