@@ -299,6 +299,16 @@ pub struct Health {
     pub status: String,
 }
 
+/// `/healthz`: the process answers, and what its clock reads (pinned by
+/// `CAPACITY_NOW` in tests and demos), so a client plans from the service's
+/// "now" rather than its own.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub now: Instant,
+}
+
 /// Where events are delivered.
 #[derive(Serialize, ToSchema)]
 #[schema(as = WebhookEndpoint)]
