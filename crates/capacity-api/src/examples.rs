@@ -114,7 +114,7 @@ pub fn demand() -> Value {
         "expiring_allocations_count": 0,
         "expiring_allocations": [],
         "scheduled_supply_changes": [],
-        "projected_utilisation_percent": 58
+        "projected_utilisation_percent": 73.4
     }})
 }
 

@@ -322,13 +322,16 @@ pub async fn demand(
             }
         })
         .collect();
-    // Average weekly usage of the last 12 weeks against the period's peak commitment.
+    // Weekly usage over the last 12 weeks, each allocation averaged over
+    // the weeks it was active, against the period's peak commitment a week.
     let projected = (f.committed > 0).then(|| {
         let (n, den) = pool_period.per_week_factor();
-        let tenths = div_round(
-            d.usage_last_12_weeks.thousandths() as i128 * 1000 * den,
-            12 * f.committed as i128 * n,
+        let (used, weeks) = capacity_domain::forecast::projected_weekly_usage(
+            d.usage_last_12_weeks.thousandths(),
+            &d.part_time_usage,
+            s.clock.now().week_start(),
         );
+        let tenths = div_round(used * 1000 * den, weeks * f.committed as i128 * n);
         Percent::from_tenths(tenths as i64)
     });
     // Typed, not `json!`: a forecast lists up to 100 expiring allocations,

@@ -23,7 +23,16 @@ async fn reference_demand_forecast() {
     assert_eq!(weeks.len(), 14);
     assert_eq!(weeks[0]["from"], "2026-07-01T00:00:00Z");
     assert!(weeks.iter().all(|w| w["supply_gap"] == json!(40)));
-    assert!(a.body["data"]["projected_utilisation_percent"].is_number());
+    // Each allocation averaged over the weeks it was active (issue 16 #2):
+    // ALLOC-441 (90 days) all 12 weeks, 458.5 h; ALLOC-442 (60 days) 9 weeks,
+    // 451.5 h; ALLOC-443 (45 days) 7 weeks, 203.25 h; against 160 a week.
+    let weekly: f64 = 458.5 / 12.0 + 451.5 / 9.0 + 203.25 / 7.0;
+    let expected = (weekly / 160.0 * 1000.0).round() / 10.0;
+    assert_eq!(expected, 73.4);
+    assert_eq!(
+        a.body["data"]["projected_utilisation_percent"],
+        json!(expected)
+    );
 }
 
 #[tokio::test]
@@ -103,9 +112,12 @@ async fn monthly_pools_forecast_per_month() {
     assert_eq!(d["current_committed"], json!(45000));
     assert_eq!(d["available_supply"], json!(55000));
     assert_eq!(d["unit"], "credits");
-    // ten weeks of ~9700 credits over the last 12 weeks against 45000 a month (10384.615 a week).
+    // Ten weeks of ~9600 credits (96140.5 in all) by an allocation active in
+    // 11 of the last 12 weeks (75 days), against 45000 a month (10384.615 a
+    // week): 8740.05 a week, 84.2 %. Before issue 16 #2 the twelve-week
+    // average made it 77.1.
     let p = d["projected_utilisation_percent"].as_f64().unwrap();
-    assert_eq!(p, 77.1);
+    assert_eq!(p, 84.2);
 }
 
 #[tokio::test]

@@ -157,6 +157,57 @@ pub fn figures(
 ///
 /// An over-committed window is never described as covered (SPEC §5): its
 /// sentence names the overcommitment first, then any pending demand.
+/// How many complete weeks [`projected_weekly_usage`] averages over.
+pub const USAGE_WEEKS: i64 = 12;
+
+/// An allocation that was not active through all of the last
+/// [`USAGE_WEEKS`] complete weeks: its usage in them, and its active span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartTimeUsage {
+    pub used: i64,
+    pub starts_at: Instant,
+    /// Its end or closing, whichever is first ([`Instant::END_OF_TIME`] without).
+    pub ends_at: Instant,
+}
+
+impl PartTimeUsage {
+    /// The weeks of the window (12 weeks up to `window_end`, a week start)
+    /// in which the allocation was active, at least one.
+    fn active_weeks(&self, window_end: Instant) -> i64 {
+        (1..=USAGE_WEEKS)
+            .filter(|k| {
+                let from = window_end.plus_micros(-k * MICROS_PER_WEEK);
+                let to = from.plus_micros(MICROS_PER_WEEK);
+                self.starts_at < to && from < self.ends_at
+            })
+            .count()
+            .max(1) as i64
+    }
+}
+
+/// A pool's projected weekly usage (SPEC §5 `projected_utilisation_percent`),
+/// as an exact fraction `(numerator, denominator)` in thousandths: the sum
+/// over its allocations of each one's usage in the last [`USAGE_WEEKS`]
+/// complete weeks averaged over the weeks it was active. `total` is the
+/// pool's usage in those weeks; `part_time` the allocations not active in
+/// all of them (the others average over all twelve). `window_end` is the
+/// start of the current week.
+pub fn projected_weekly_usage(
+    total: i64,
+    part_time: &[PartTimeUsage],
+    window_end: Instant,
+) -> (i128, i128) {
+    // 27720 is the least common multiple of 1..=12: every average is exact.
+    const DEN: i128 = 27_720;
+    let part_used: i128 = part_time.iter().map(|p| p.used as i128).sum();
+    let full = (total as i128 - part_used) * (DEN / USAGE_WEEKS as i128);
+    let part: i128 = part_time
+        .iter()
+        .map(|p| p.used as i128 * (DEN / p.active_weeks(window_end) as i128))
+        .sum();
+    (full + part, DEN)
+}
+
 pub fn recommendation(f: &Figures, unit: &str, label: &str) -> String {
     let q = format_thousandths;
     if f.overcommitment > 0 {
@@ -212,6 +263,34 @@ pub fn recommendation(f: &Figures, unit: &str, label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_allocation_is_averaged_over_the_weeks_it_was_active() {
+        let end = Instant::parse("2026-04-13T00:00:00Z").unwrap();
+        let weeks_ago = |k: i64| end.plus_micros(-k * MICROS_PER_WEEK);
+        // One allocation all 12 weeks (1200 used: 100 a week), one started
+        // 3 weeks ago (300 used: 100 a week), one that ended just into the
+        // window's third week (30 used over the 3 weeks it touched: 10 a week).
+        let part = [
+            PartTimeUsage {
+                used: 300,
+                starts_at: weeks_ago(3),
+                ends_at: Instant::END_OF_TIME,
+            },
+            PartTimeUsage {
+                used: 30,
+                starts_at: weeks_ago(20),
+                ends_at: weeks_ago(10).plus_micros(3),
+            },
+        ];
+        let (n, d) = projected_weekly_usage(1200 + 300 + 30, &part, end);
+        assert_eq!(n, (100 + 100 + 10) * d);
+        // With nobody part-time it is the plain 12-week average.
+        assert_eq!(
+            projected_weekly_usage(1200, &[], end),
+            (100 * 27_720, 27_720)
+        );
+    }
 
     fn at(s: &str) -> Instant {
         Instant::parse(s).unwrap()

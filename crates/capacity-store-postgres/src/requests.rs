@@ -11,7 +11,7 @@ use crate::allocations;
 use crate::events::insert_event;
 use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline};
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
-use capacity_domain::forecast::{PlanningPeriod, figures};
+use capacity_domain::forecast::{PartTimeUsage, PlanningPeriod, USAGE_WEEKS, figures};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, DemandRequest, Pool, RequestStatus, SupplySource};
 use capacity_domain::time::MICROS_PER_WEEK;
@@ -345,7 +345,7 @@ pub async fn forecast_cached(
         "SELECT p.*, w.organization_id, d.q, d.s, d.e, \
          (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
           WHERE pool_seq = p.seq AND week_start >= $4 AND week_start < $5), \
-         x.o \
+         x.o, pt.* \
          FROM unnest($2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS x(ws, rt, o) \
          LEFT JOIN workspaces w ON w.id = x.ws \
          LEFT JOIN LATERAL ({} WHERE p.workspace_id = x.ws AND p.resource_type = x.rt) p ON true \
@@ -353,8 +353,10 @@ pub async fn forecast_cached(
              array_agg(ends_at) AS e \
              FROM demand_requests \
              WHERE workspace_id = x.ws AND organization_id = w.organization_id \
-             AND resource_type = x.rt AND status = 'pending') d",
-        pools::SELECT_WITH_GENERATION
+             AND resource_type = x.rt AND status = 'pending') d \
+         LEFT JOIN LATERAL {} pt ON p.seq IS NOT NULL",
+        pools::SELECT_WITH_GENERATION,
+        part_time_sql("p.seq", "$4", "$5", "$6"),
     );
     let rows = db
         .query(
@@ -363,8 +365,11 @@ pub async fn forecast_cached(
                 &now.micros(),
                 &wss,
                 &rts,
-                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
+                &this_week
+                    .plus_micros(-USAGE_WEEKS * MICROS_PER_WEEK)
+                    .micros(),
                 &this_week.micros(),
+                &Instant::END_OF_TIME.micros(),
             ],
         )
         .await?;
@@ -405,6 +410,7 @@ fn cached_forecast(
         pool_period: Default::default(),
         pending,
         usage_last_12_weeks: Quantity::ZERO,
+        part_time_usage: Vec::new(),
     };
     if !visible {
         return Ok(Some(nothing(Timeline::default())));
@@ -435,6 +441,7 @@ fn cached_forecast(
         pool_period,
         pending,
         usage_last_12_weeks: Quantity::from_thousandths(r.try_get(18).db()?),
+        part_time_usage: part_time_from(r, 20)?,
     }))
 }
 
@@ -460,6 +467,7 @@ pub async fn forecast_data(
             pool_period: Default::default(),
             pending,
             usage_last_12_weeks: Quantity::ZERO,
+            part_time_usage: Vec::new(),
         });
     };
     // The generation first, then the data (see `ForecastCache`).
@@ -477,25 +485,66 @@ pub async fn forecast_data(
         }
     };
     let this_week = now.week_start();
-    let usage: i64 = db
+    let row = db
         .query_one(
-            "SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
-             WHERE pool_seq = $1 AND week_start >= $2 AND week_start < $3",
+            &format!(
+                "SELECT (SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM pool_usage_weeks \
+                 WHERE pool_seq = $1 AND week_start >= $2 AND week_start < $3), pt.* \
+                 FROM {} pt",
+                part_time_sql("$1", "$2", "$3", "$4")
+            ),
             &[
                 &pool_seq,
-                &this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(),
+                &this_week
+                    .plus_micros(-USAGE_WEEKS * MICROS_PER_WEEK)
+                    .micros(),
                 &this_week.micros(),
+                &Instant::END_OF_TIME.micros(),
             ],
         )
-        .await?
-        .try_get(0)
-        .db()?;
+        .await?;
     Ok(ForecastData {
         pool: Some(pool),
         pool_period,
         pending,
-        usage_last_12_weeks: Quantity::from_thousandths(usage),
+        usage_last_12_weeks: Quantity::from_thousandths(row.try_get(0).db()?),
+        part_time_usage: part_time_from(&row, 1)?,
     })
+}
+
+/// A subquery (one row of three arrays: usage, start, end) of the pool's
+/// allocations with usage in `[from, to)` (the last 12 complete weeks) that
+/// started, ended or closed inside it: a commitment step inside the window
+/// finds them through the pool's step index. `end` is END_OF_TIME.
+fn part_time_sql(pool: &str, from: &str, to: &str, end: &str) -> String {
+    format!(
+        "(SELECT array_agg(x.used) AS used, array_agg(x.s) AS s, array_agg(x.e) AS e FROM ( \
+           SELECT a.starts_at AS s, \
+             LEAST(COALESCE(a.ends_at, {end}), COALESCE(a.closed_at, {end})) AS e, \
+             (SELECT SUM(u.quantity)::BIGINT FROM usage_weeks u WHERE u.allocation_seq = a.seq \
+              AND u.week_start >= {from} AND u.week_start < {to}) AS used \
+           FROM allocations a WHERE a.seq IN (SELECT allocation_seq FROM commitment_steps \
+             WHERE pool_seq = {pool} AND at > {from} AND at < {to})) x \
+         WHERE x.used IS NOT NULL)"
+    )
+}
+
+/// The three arrays of [`part_time_sql`] from column `at` of `r`.
+fn part_time_from(r: &Row, at: usize) -> Result<Vec<PartTimeUsage>, StoreError> {
+    let used: Option<Vec<i64>> = r.try_get(at).db()?;
+    let starts: Option<Vec<i64>> = r.try_get(at + 1).db()?;
+    let ends: Option<Vec<i64>> = r.try_get(at + 2).db()?;
+    Ok(used
+        .unwrap_or_default()
+        .into_iter()
+        .zip(starts.unwrap_or_default())
+        .zip(ends.unwrap_or_default())
+        .map(|((used, s), e)| PartTimeUsage {
+            used,
+            starts_at: Instant::from_micros(s),
+            ends_at: Instant::from_micros(e),
+        })
+        .collect())
 }
 
 /// The pool's supply and commitments over the period.

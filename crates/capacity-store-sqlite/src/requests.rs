@@ -5,7 +5,7 @@ use crate::allocations;
 use crate::events::insert_event;
 use crate::pools::{self, commitment_between, commitment_timeline, supply_timeline};
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
-use capacity_domain::forecast::{PlanningPeriod, figures};
+use capacity_domain::forecast::{PartTimeUsage, PlanningPeriod, USAGE_WEEKS, figures};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, DemandRequest, Pool, RequestStatus, SupplySource};
 use capacity_domain::time::MICROS_PER_WEEK;
@@ -331,6 +331,7 @@ pub fn forecast_data(
             pool_period: Default::default(),
             pending,
             usage_last_12_weeks: Quantity::ZERO,
+            part_time_usage: Vec::new(),
         });
     };
     // The generation first, then the data (see `ForecastCache`).
@@ -353,14 +354,64 @@ pub fn forecast_data(
             "SELECT COALESCE(SUM(quantity), 0) FROM pool_usage_weeks WHERE pool_seq = ?1 AND week_start >= ?2 AND week_start < ?3",
         )
         .db()?
-        .query_row(params![pool_seq, this_week.plus_micros(-12 * MICROS_PER_WEEK).micros(), this_week.micros()], |r| r.get(0))
+        .query_row(params![pool_seq, this_week.plus_micros(-USAGE_WEEKS * MICROS_PER_WEEK).micros(), this_week.micros()], |r| r.get(0))
         .db()?;
     Ok(ForecastData {
         pool: Some(pool),
         pool_period,
         pending,
         usage_last_12_weeks: Quantity::from_thousandths(usage),
+        part_time_usage: part_time_usage(conn, pool_seq, this_week)?,
     })
+}
+
+/// The pool's allocations with usage in the 12 complete weeks before
+/// `this_week` that started, ended or closed inside them (a commitment step
+/// inside the window finds them through the pool's step index).
+fn part_time_usage(
+    conn: &Connection,
+    pool_seq: i64,
+    this_week: Instant,
+) -> Result<Vec<PartTimeUsage>, StoreError> {
+    let from = this_week.plus_micros(-USAGE_WEEKS * MICROS_PER_WEEK);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT a.starts_at, MIN(COALESCE(a.ends_at, ?4), COALESCE(a.closed_at, ?4)), \
+             (SELECT SUM(u.quantity) FROM usage_weeks u \
+              WHERE u.allocation_seq = a.seq AND u.week_start >= ?2 AND u.week_start < ?3) \
+             FROM allocations a WHERE a.seq IN (SELECT allocation_seq FROM commitment_steps \
+              WHERE pool_seq = ?1 AND at > ?2 AND at < ?3)",
+        )
+        .db()?;
+    let rows = stmt
+        .query_map(
+            params![
+                pool_seq,
+                from.micros(),
+                this_week.micros(),
+                Instant::END_OF_TIME.micros()
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            },
+        )
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(starts, ends, used)| {
+            Some(PartTimeUsage {
+                used: used?,
+                starts_at: Instant::from_micros(starts),
+                ends_at: Instant::from_micros(ends),
+            })
+        })
+        .collect())
 }
 
 /// The pool's supply and commitments over the period.

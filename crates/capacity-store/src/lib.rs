@@ -682,6 +682,10 @@ pub struct ForecastData {
     pub pending: Timeline,
     /// Usage of the pool's allocations over the last 12 complete weeks.
     pub usage_last_12_weeks: Quantity,
+    /// Those of its allocations with usage in those weeks that were not
+    /// active through all of them (`projected_weekly_usage` averages each
+    /// over the weeks it was active).
+    pub part_time_usage: Vec<capacity_domain::forecast::PartTimeUsage>,
 }
 
 /// What a cost report reads: each priced or unpriced pool of a workspace
