@@ -2,7 +2,7 @@
 # Lints the served OpenAPI document with two public linters, pinned:
 # @redocly/cli (its recommended ruleset) and @stoplight/spectral-cli
 # (spectral:oas). Errors fail; warnings are printed. The warnings kept on
-# purpose, and why, are in docs/openapi.md. Not wired into .ci/run yet.
+# purpose, and why, are in docs/openapi.md. .ci/run runs it last.
 #
 #   bash .ci/openapi-lint.sh            (from the repository root)
 #
