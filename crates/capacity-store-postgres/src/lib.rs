@@ -1001,11 +1001,12 @@ impl Store for PostgresStore {
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+    ) -> Result<(ServiceLine, Page<Allocation>)> {
         self.run(Mode::Snapshot, |db| {
             let (scope, id) = (scope.clone(), id.clone());
-            unit!(service_lines::get(db, &scope, &id, now).await)
+            unit!(service_lines::get(db, &scope, &id, page, now).await)
         })
         .await
     }
@@ -1129,11 +1130,12 @@ impl Store for PostgresStore {
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData> {
         self.run(Mode::Snapshot, |db| {
             let (scope, ws) = (scope.clone(), workspace_id.clone());
-            unit!(requests::cost_data(db, &scope, &ws, period, now).await)
+            unit!(requests::cost_data(db, &scope, &ws, period, page, now).await)
         })
         .await
     }

@@ -3,9 +3,10 @@
 //! - One write connection owned by the writer thread (`writer.rs`), which
 //!   groups concurrent writes into one durable commit (WAL; the commit is
 //!   flushed by a sync thread before any of its writes is answered).
-//! - A small pool of read connections used inline on the calling task: a
-//!   read of a few indexed rows takes microseconds, less than a hop to a
-//!   blocking thread would.
+//! - Read connections on reader threads of their own (`readers.rs`), fed
+//!   by two queues: point reads and heavy reads (a cost report), so that no
+//!   read runs on the async runtime and heavy reads never take every reader;
+//!   a read whose caller stops waiting is interrupted.
 //! - `migrate.rs` applies the embedded migrations at open.
 //! - One module per resource holds its SQL: `pools.rs`, `allocations.rs`,
 //!   `usage.rs`, `requests.rs` (demand, forecasts, costs), `service_lines.rs`,
@@ -439,14 +440,14 @@ impl Store for SqliteStore {
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+    ) -> Result<(ServiceLine, Page<Allocation>)> {
         let (scope, id) = (scope.clone(), id.clone());
-        self.readers
-            .read(Lane::Heavy, move |c| {
-                service_lines::get(c, &scope, &id, now)
-            })
-            .await
+        self.read_snapshot(Lane::Point, move |c| {
+            service_lines::get(c, &scope, &id, page, now)
+        })
+        .await
     }
 
     async fn idempotency_reserve(
@@ -542,14 +543,15 @@ impl Store for SqliteStore {
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData> {
         let (scope, ws) = (scope.clone(), workspace_id.clone());
-        self.readers
-            .read(Lane::Heavy, move |c| {
-                requests::cost_data(c, &scope, &ws, period, now)
-            })
-            .await
+        // Paged, but a page of a thousand allocations is still heavy.
+        self.read_snapshot(Lane::Heavy, move |c| {
+            requests::cost_data(c, &scope, &ws, period, page, now)
+        })
+        .await
     }
 
     async fn create_webhook_endpoint(

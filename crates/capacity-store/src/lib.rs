@@ -491,11 +491,16 @@ pub struct ForecastData {
     pub usage_last_12_weeks: Quantity,
 }
 
-/// What a cost report reads: each priced or unpriced pool of a workspace
-/// with its allocations and their usage inside the month so far.
+/// What a page of a cost report reads: every priced or unpriced pool of a
+/// workspace, each with those of the page's allocations that are its and
+/// count in the month (committed in it, or used in it so far), with their
+/// usage inside the month so far. A page is the workspace's allocations
+/// after `PageRequest::after`, by sequence, up to `limit` of them looked at
+/// (so it may show fewer); `next` continues after the last one looked at.
 #[derive(Debug, Clone)]
 pub struct CostData {
     pub pools: Vec<(Pool, Vec<(Allocation, Quantity)>)>,
+    pub next: Option<i64>,
 }
 
 /// A webhook endpoint to create. The secret is minted by the caller (API)
@@ -689,13 +694,14 @@ pub trait Store: Send + Sync + 'static {
         put: ServiceLinePut,
         now: Instant,
     ) -> Result<ServiceLine>;
-    /// A service line and its allocations.
+    /// A service line and a page of its allocations.
     async fn get_service_line(
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)>;
+    ) -> Result<(ServiceLine, Page<Allocation>)>;
 
     /// Reserves `key` for `owner` (a token), or says why not.
     async fn idempotency_reserve(
@@ -754,12 +760,13 @@ pub trait Store: Send + Sync + 'static {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<ForecastData>;
-    /// Everything a cost report for the billing month `period` reads.
+    /// A page of what a cost report for the billing month `period` reads.
     async fn cost_data(
         &self,
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData>;
 
