@@ -116,12 +116,8 @@ impl SqliteStore {
         // changes about a thousand index pages scattered over the current
         // week's entries: with SQLite's default 2 MiB they were read back
         // from the WAL on every batch. Readers keep the default.
-        // A checkpoint every 10,000 WAL pages (~40 MiB) rather than 1,000:
-        // a group commit of usage batches writes thousands of pages, so the
-        // default copied them into the database file, and synced it, after
-        // nearly every commit.
-        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;")
-            .db()?;
+        // Checkpoints run on a thread of their own (`writer.rs`).
+        conn.execute_batch("PRAGMA cache_size = -65536;").db()?;
         let point = (0..POINT_READERS)
             .map(|_| connect_reader(&path))
             .collect::<Result<Vec<_>>>()?;
@@ -129,7 +125,7 @@ impl SqliteStore {
             .map(|_| connect_reader(&path))
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, Some(connect(&path)?)),
             readers: Readers::start(point, heavy)?,
             forecasts: Default::default(),
         })
