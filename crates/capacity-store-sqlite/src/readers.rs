@@ -62,6 +62,9 @@ struct Queue {
 struct QueueState {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// Readers asleep on `ready`: a job is only signalled when one is (a
+    /// futex wake is a system call, and under load every reader is busy).
+    idle: usize,
 }
 
 impl Queue {
@@ -73,8 +76,11 @@ impl Queue {
             return false;
         }
         q.jobs.push_back(job);
+        let wake = q.idle > 0;
         drop(q);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         true
     }
 
@@ -88,7 +94,9 @@ impl Queue {
             if let Some(job) = q.jobs.pop_front() {
                 return Some(job);
             }
+            q.idle += 1;
             q = self.ready.wait(q).ok()?;
+            q.idle -= 1;
         }
     }
 

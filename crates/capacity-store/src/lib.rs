@@ -282,6 +282,13 @@ pub struct AllocationFilter {
     pub utilisation_below_tenths: Option<i64>,
 }
 
+/// Allocations a list filtered by utilisation looks at, per item of the
+/// page asked for, before it answers. Utilisation is computed, not stored,
+/// so a filter that few allocations meet would otherwise read the whole
+/// scope in one request; past this, the page answers what it found (maybe
+/// nothing) with a cursor after the last allocation it looked at.
+pub const UTILISATION_SCAN_PER_ITEM: usize = 50;
+
 /// A merge-patch of an allocation (SPEC §5): `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct AllocationPatch {
