@@ -23,6 +23,7 @@
 # 10000000), BENCH_USAGE_ALLOCS (allocations per usage batch, 10),
 # BENCH_WORKLOADS (a grep -E pattern on workload names, default all),
 # NOISE_CLIENTS (clients pulling the 100k cost report in workload 7, 4),
+# BENCH_BIN (a directory of release binaries to run instead of building),
 # BENCH_RUST_LOG (the server's RUST_LOG, default info: one JSON log line per
 # request written to a file, as deployed), BENCH_PORT (18080),
 # BENCH_BACKENDS ("sqlite postgres"; PostgreSQL runs when its server
@@ -70,7 +71,9 @@ export CAPACITY_NOW=2026-04-15T06:00:00Z
 export CAPACITY_LOG_FORMAT=json
 export RUST_LOG=${BENCH_RUST_LOG:-info}
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_BIN: run these binaries (another build, e.g. the commit before a
+# change) instead of building this checkout's.
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 DATA=$ROOT/bench/data
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/$STAMP
@@ -94,8 +97,12 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null || { echo "bench/run.sh needs curl" >&2; exit 1; }
 
-say "building release binaries"
-cargo build --release --locked -p capacity -p capacity-bench-baseline -p capacity-bench-datagen >&2
+if [ -n "${BENCH_BIN:-}" ]; then
+  say "using the binaries in $BIN (BENCH_BIN)"
+else
+  say "building release binaries"
+  cargo build --release --locked -p capacity -p capacity-bench-baseline -p capacity-bench-datagen >&2
+fi
 
 # ---------------------------------------------------------------- servers
 SERVER_PID=
@@ -547,7 +554,7 @@ run_noisy() { # backend dataset url yy read_lo read_hi
   probe_path=$(printf '/v1/capacity/allocations/ALLOC-%s-%06d' "$yy" "$lo")
   local code
   code=$(curl -s -o "$OUT/probe.body" -w '%{http_code}' -H "Authorization: Bearer $noisy" \
-    "http://127.0.0.1:$PORT/v1/capacity/costs?workspace_id=$BIG_WORKSPACE&period=2026-04&limit=1")
+    "http://127.0.0.1:$PORT/v1/capacity/costs?workspace_id=$BIG_WORKSPACE&period=2026-04")
   if [ "$code" != 200 ]; then
     stop_server
     row "$name" "$backend" "$dataset" "-" "-" "-" "-" "FAILED: the cost report answered $code: $(head -c 200 "$OUT/probe.body")"
