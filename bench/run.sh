@@ -22,6 +22,8 @@
 # ("small large"), BENCH_LARGE_USAGE (usage records of the large dataset,
 # 10000000), BENCH_USAGE_ALLOCS (allocations per usage batch, 10),
 # BENCH_WORKLOADS (a grep -E pattern on workload names, default all),
+# NOISE_CLIENTS (clients pulling the 100k cost report in workload 7, 4),
+# BENCH_BIN (a directory of release binaries to run instead of building),
 # BENCH_RUST_LOG (the server's RUST_LOG, default info: one JSON log line per
 # request written to a file, as deployed), BENCH_PORT (18080),
 # BENCH_BACKENDS ("sqlite postgres"; PostgreSQL runs when its server
@@ -69,7 +71,9 @@ export CAPACITY_NOW=2026-04-15T06:00:00Z
 export CAPACITY_LOG_FORMAT=json
 export RUST_LOG=${BENCH_RUST_LOG:-info}
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_BIN: run these binaries (another build, e.g. the commit before a
+# change) instead of building this checkout's.
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 DATA=$ROOT/bench/data
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/$STAMP
@@ -93,8 +97,12 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null || { echo "bench/run.sh needs curl" >&2; exit 1; }
 
-say "building release binaries"
-cargo build --release --locked -p capacity -p capacity-bench-baseline -p capacity-bench-datagen >&2
+if [ -n "${BENCH_BIN:-}" ]; then
+  say "using the binaries in $BIN (BENCH_BIN)"
+else
+  say "building release binaries"
+  cargo build --release --locked -p capacity -p capacity-bench-baseline -p capacity-bench-datagen >&2
+fi
 
 # ---------------------------------------------------------------- servers
 SERVER_PID=
@@ -105,7 +113,7 @@ stop_server() {
   fi
   SERVER_PID=
 }
-trap 'stop_server; stop_baseline; [ "$(type -t drop_pg_databases)" != function ] || drop_pg_databases' EXIT INT TERM
+trap '[ "$(type -t stop_noise)" != function ] || stop_noise; stop_server; stop_baseline; [ "$(type -t drop_pg_databases)" != function ] || drop_pg_databases' EXIT INT TERM
 
 wait_ready() { # url
   for _ in $(seq 1 600); do
@@ -490,6 +498,103 @@ run_workload() {
   say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us, peak RSS ${rss} MiB (baseline $BASE_RPS req/s; other processes ${BASE_OTHERS} % / ${OTHERS} % of the machine; ${busy} % busy before)"
 }
 
+# ---------------------------------------------------------------- noisy neighbour
+NOISE_PIDS=()
+NOISE_STOP=$OUT/noise.stop
+stop_noise() { # the loops end after the request each has in flight
+  [ ${#NOISE_PIDS[@]} -gt 0 ] || return 0
+  touch "$NOISE_STOP"
+  local p
+  for p in "${NOISE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  NOISE_PIDS=()
+  rm -f "$NOISE_STOP"
+}
+
+# One client pulling the whole cost report of WORKSPACE, page after page
+# (following meta.cursor), over and over; counts pages and whole reports.
+noise_client() { # token workspace pages-file
+  local token=$1 ws=$2 file=$3 cursor="" pages=0 reports=0 body next
+  local base="http://127.0.0.1:$PORT/v1/capacity/costs?workspace_id=$ws&period=2026-04"
+  while [ ! -e "$NOISE_STOP" ]; do
+    body=$(curl -s --max-time 60 -H "Authorization: Bearer $token" "$base${cursor:+&cursor=$cursor}") || body=
+    pages=$((pages + 1))
+    next=$(printf '%s' "$body" | tail -c 200 | sed -n 's/.*"cursor":"\(c[0-9a-f]*\)".*/\1/p')
+    if [ -n "$next" ]; then cursor=$next; else cursor=""; reports=$((reports + 1)); fi
+    echo "$pages $reports" >"$file"
+  done
+}
+
+# /healthz once every 100 ms; one latency (s) per line.
+health_prober() { # file
+  while [ ! -e "$NOISE_STOP" ]; do
+    curl -s -o /dev/null --max-time 10 -w '%{time_total}\n' "http://127.0.0.1:$PORT/healthz" >>"$1" || echo 10 >>"$1"
+    sleep 0.1
+  done
+}
+
+# Workload 7 (issue 19): workload 2's random gets while NOISE_CLIENTS clients of
+# the big workspace's organization pull its 100,000-allocation cost report in
+# a loop, and /healthz is probed every 100 ms. The gets go with the platform
+# token to allocations spread over the dataset (other organizations').
+run_noisy() { # backend dataset url yy read_lo read_hi
+  local name="7. get allocation, 4 clients pulling the 100k cost report" backend=$1 dataset=$2 url=$3
+  local yy=$4 lo=$5 hi=$6
+  echo "$name" | grep -Eq -- "$ONLY" || return 0
+  [ -n "${BIG_WORKSPACE:-}" ] || return 0
+  local n=${NOISE_CLIENTS:-4}
+  local org
+  org=$(printf 'ORG-%s-%06d' "$yy" "$WS_LO")
+  local noisy
+  noisy=$(CAPACITY_DATABASE_URL=$url "$BIN/capacity" tokens create --organization "$org" --scope read 2>>"$OUT/prepare.log" | tail -1)
+  local log=$OUT/server-$backend-$dataset.log
+  start_service "$url" "$log"
+  local idle_rss
+  idle_rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+  local probe_path
+  probe_path=$(printf '/v1/capacity/allocations/ALLOC-%s-%06d' "$yy" "$lo")
+  local code
+  code=$(curl -s -o "$OUT/probe.body" -w '%{http_code}' -H "Authorization: Bearer $noisy" \
+    "http://127.0.0.1:$PORT/v1/capacity/costs?workspace_id=$BIG_WORKSPACE&period=2026-04")
+  if [ "$code" != 200 ]; then
+    stop_server
+    row "$name" "$backend" "$dataset" "-" "-" "-" "-" "FAILED: the cost report answered $code: $(head -c 200 "$OUT/probe.body")"
+    return
+  fi
+  local tag
+  tag=$(echo "noisy-$backend-$dataset" | tr -c 'a-zA-Z0-9\n' '_')
+  wait_quiet
+  baseline_run "$tag" "$BASE_DURATION" 1
+  local i
+  for i in $(seq 1 "$n"); do
+    noise_client "$noisy" "$BIG_WORKSPACE" "$OUT/$tag.noise$i" &
+    NOISE_PIDS+=($!)
+  done
+  : >"$OUT/$tag.healthz"
+  health_prober "$OUT/$tag.healthz" &
+  NOISE_PIDS+=($!)
+  DRAIN=()
+  if ! measure "$tag" bench/lua/get_allocation.lua "http://127.0.0.1:$PORT/" "$yy" "$lo" "$hi"; then
+    stop_noise
+    stop_server
+    row "$name" "$backend" "$dataset" "-" "-" "-" "-" "FAILED: wrk gave no result (bench/results/$STAMP/$tag.txt)"
+    return
+  fi
+  stop_noise
+  local rss pages=0 reports=0 p r f health
+  rss=$(peak_rss_mib)
+  stop_server
+  for f in "$OUT/$tag".noise*; do
+    read -r p r <"$f" || continue
+    pages=$((pages + p)) reports=$((reports + r))
+  done
+  health=$(sort -g "$OUT/$tag.healthz" | awk '{ v[NR] = $1 } END { if (NR == 0) { print "no probes"; exit }
+    printf "/healthz p50 %.1f ms, max %.1f ms over %d probes", 1000 * v[int((NR + 1) / 2)], 1000 * v[NR], NR }')
+  row "$name" "$backend" "$dataset" "$RPS" "$P50" "$P99" "$rss" \
+    "$(errors_note)$health; $n noisy clients: $pages cost report pages ($reports whole reports) in warm-up + run; RSS idle $idle_rss MiB" \
+    "$BASE_RPS" "$BASE_OTHERS / $OTHERS"
+  say "$name / $backend / $dataset: $RPS req/s, p50 ${P50} us, p99 ${P99} us; $health; $pages pages; RSS $idle_rss -> $rss MiB"
+}
+
 # run_target BACKEND DATASET URL: every workload on one backend and dataset.
 run_target() {
   local backend=$1 dataset=$2 url=$3
@@ -538,6 +643,9 @@ run_target() {
   local demand="/v1/capacity/demand?workspace_id=$demand_ws&resource_type=talent_hours&period=2026-Q3"
   run_workload "5. demand forecast 2026-Q3" "$backend" "$dataset" "$url" \
     GET "$demand" "" report.lua "$demand"
+  if [ "$dataset" != small ]; then
+    run_noisy "$backend" "$dataset" "$url" "$yy" "$ALLOC_SEQ_TYPICAL_LO" "$read_hi"
+  fi
   run_workload "3. create allocation" "$backend" "$dataset" "$url" \
     POST /v1/capacity/allocations "{\"capacity_pool_id\":\"$(printf 'CAP-%s-%06d' "$yy" "$POOL_LO")\",\"service_line_id\":\"LIN-$yy-99999999999999\",\"committed\":1}" \
     create_allocation.lua /v1/capacity/allocations "$yy" "$POOL_LO" "$POOL_HI"

@@ -9,14 +9,25 @@ pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
 pub fn page_request(limit: Option<&str>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    page_request_within(limit, cursor, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// [`page_request`] with another default and maximum (the cost report's
+/// pages count allocations, a thousand by default).
+pub fn page_request_within(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<PageRequest, ApiError> {
     let limit = match limit {
-        None => DEFAULT_LIMIT,
+        None => default,
         Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            Ok(n) if (1..=max).contains(&n) => n,
             _ => {
                 return Err(ApiError::validation(
                     "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    format!("must be an integer from 1 to {max}"),
                 ));
             }
         },
@@ -57,6 +68,24 @@ pub struct Meta {
     #[schema(pattern = "^c[0-9a-f]{1,15}$")]
     pub cursor: Option<String>,
     pub has_more: bool,
+}
+
+impl Meta {
+    /// The meta of a page that continues after `next`, if any.
+    pub fn after(next: Option<i64>) -> Meta {
+        Meta {
+            cursor: next.map(encode_cursor),
+            has_more: next.is_some(),
+        }
+    }
+}
+
+/// One object that is a page of something larger (a cost report, a service
+/// line's allocations): `{"data": {...}, "meta": {...}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PagedBody<T> {
+    pub data: T,
+    pub meta: Meta,
 }
 
 /// A page of a list.

@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::page::ListBody;
-use crate::page::{DataBody, list_body, page_request};
+use crate::page::{DataBody, Meta, PagedBody, list_body, page_request, page_request_within};
 use crate::params::{opt_parse, path_id};
 use crate::pools::{not_found, parse_resource_type};
 use crate::schemas::{
@@ -381,7 +381,17 @@ pub struct CostQuery {
     /// A billing month, e.g. `2026-05`.
     #[param(required = true, value_type = String, pattern = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-(0[1-9]|1[0-2])$", example = "2026-05")]
     period: Option<String>,
+    /// Allocations looked at for this page (default and most: 1000); a
+    /// page may show fewer (those that count in the month).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
+    cursor: Option<String>,
 }
+
+/// Allocations a cost report page looks at, by default and at most.
+const COST_PAGE: u32 = 1000;
 
 fn money(cents: i128, currency: &str) -> Money {
     Money {
@@ -393,14 +403,18 @@ fn money(cents: i128, currency: &str) -> Money {
 /// Cost report
 ///
 /// Committed cost, delivered cost to date and projected cost at period close,
-/// per allocation, from each pool's `unit_price`.
+/// per allocation, from each pool's `unit_price`. Paged by cursor over the
+/// workspace's allocations (a thousand a page): each page lists every pool
+/// of the workspace with the page's allocations, and `totals` sums that
+/// page's rows (a report of one page, `meta.has_more` false, is whole; the
+/// report's totals are the sums of its pages' totals).
 #[utoipa::path(
     get,
     path = "/v1/capacity/costs",
     operation_id = "costReport",
     tag = "planning",
     params(CostQuery),
-    responses((status = 200, description = "The cost report", body = DataBody<CostReport>))
+    responses((status = 200, description = "A page of the cost report", body = PagedBody<CostReport>))
 )]
 pub async fn costs(
     State(s): State<AppState>,
@@ -412,8 +426,14 @@ pub async fn costs(
         opt_parse("workspace_id", q.workspace_id, WorkspaceId::parse)?,
     )?;
     let (label, period) = period_param(q.period, true)?;
+    let page = page_request_within(
+        q.limit.as_deref(),
+        q.cursor.as_deref(),
+        COST_PAGE,
+        COST_PAGE,
+    )?;
     let now = s.clock.now();
-    let data = s.store.cost_data(&caller.0, &ws, period, now).await?;
+    let data = s.store.cost_data(&caller.0, &ws, period, page, now).await?;
     let mut totals: BTreeMap<String, [i128; 3]> = BTreeMap::new();
     let mut pools = Vec::new();
     for (pool, allocations) in &data.pools {
@@ -473,7 +493,7 @@ pub async fn costs(
             projected_cost: money(t[2], c),
         })
         .collect();
-    let body = DataBody {
+    let body = PagedBody {
         data: CostReport {
             workspace_id: ws,
             period: label,
@@ -483,6 +503,7 @@ pub async fn costs(
             totals,
             pools,
         },
+        meta: Meta::after(data.next),
     };
     Ok(axum::Json(body).into_response())
 }

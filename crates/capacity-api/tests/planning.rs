@@ -350,6 +350,76 @@ async fn costs_are_exact_and_per_allocation() {
 }
 
 #[tokio::test]
+async fn a_cost_report_is_paged_by_cursor_and_its_pages_add_up_to_the_whole() {
+    let app = spawn_app().await;
+    let base = "/v1/capacity/costs?workspace_id=WS-26-000021&period=2026-04";
+    let whole = app.get(base, &app.tokens.org_read).await;
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert_eq!(
+        whole.body["meta"],
+        json!({"cursor": null, "has_more": false})
+    );
+    let rows = |body: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        body["data"]["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                let pool = p["capacity_pool_id"].as_str().unwrap().to_owned();
+                p["allocations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |a| (pool.clone(), a.clone()))
+            })
+            .collect()
+    };
+    let mut paged = Vec::new();
+    let mut committed_cents = 0i64;
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{base}&limit=1&cursor={c}"),
+            None => format!("{base}&limit=1"),
+        };
+        let page = app.get(&url, &app.tokens.org_read).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        // Every page names every pool of the workspace.
+        assert_eq!(
+            page.body["data"]["pools"].as_array().unwrap().len(),
+            whole.body["data"]["pools"].as_array().unwrap().len()
+        );
+        paged.extend(rows(&page.body));
+        if let Some(t) = page.body["data"]["totals"].as_array().unwrap().first() {
+            let amount = t["committed_cost"]["amount"]
+                .as_str()
+                .unwrap()
+                .replace('.', "");
+            committed_cents += amount.parse::<i64>().unwrap();
+        }
+        match page.body["meta"]["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    paged.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut all = rows(&whole.body);
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(paged, all);
+    let total = whole.body["data"]["totals"][0]["committed_cost"]["amount"]
+        .as_str()
+        .unwrap()
+        .replace('.', "");
+    assert_eq!(committed_cents, total.parse::<i64>().unwrap());
+    assert_problem(
+        &app.get(&format!("{base}&limit=1001"), &app.tokens.org_read)
+            .await,
+        422,
+        "validation_failed",
+    );
+}
+
+#[tokio::test]
 async fn an_unpriced_pools_costs_leave_the_amounts_out() {
     let app = spawn_app().await;
     let pool = app

@@ -138,3 +138,56 @@ async fn allocations_on_a_closed_line_are_refused() {
         "service_line_closed",
     );
 }
+
+#[tokio::test]
+async fn a_lines_allocations_are_paged_by_cursor() {
+    let app = spawn_app().await;
+    let t = &app.tokens.platform;
+    for _ in 0..2 {
+        let made = app
+            .post(
+                "/v1/capacity/allocations",
+                t,
+                json!({"capacity_pool_id": "CAP-26-000112",
+                       "service_line_id": "LIN-26-084729", "committed_per_week": 1}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    let whole = app.get("/v1/service-lines/LIN-26-084729", t).await;
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert_eq!(whole.body["meta"]["has_more"], json!(false));
+    let all = whole.body["data"]["allocations"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(all.len(), 3);
+    let first = app.get("/v1/service-lines/LIN-26-084729?limit=2", t).await;
+    assert_eq!(first.body["meta"]["has_more"], json!(true));
+    assert_eq!(first.body["data"]["status"], whole.body["data"]["status"]);
+    let cursor = first.body["meta"]["cursor"].as_str().unwrap();
+    let rest = app
+        .get(
+            &format!("/v1/service-lines/LIN-26-084729?limit=2&cursor={cursor}"),
+            t,
+        )
+        .await;
+    assert_eq!(rest.body["meta"]["has_more"], json!(false));
+    let mut paged = first.body["data"]["allocations"]
+        .as_array()
+        .unwrap()
+        .clone();
+    paged.extend(
+        rest.body["data"]["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    assert_eq!(paged, all);
+    assert_problem(
+        &app.get("/v1/service-lines/LIN-26-084729?limit=0", t).await,
+        422,
+        "validation_failed",
+    );
+}

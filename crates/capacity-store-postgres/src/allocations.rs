@@ -228,6 +228,8 @@ pub async fn list(
     // full (SQLite walks them one by one; the result is the same).
     let mut kept = Vec::new();
     let mut after = page.after;
+    let most = page.limit as usize * capacity_store::UTILISATION_SCAN_PER_ITEM;
+    let mut looked = 0;
     loop {
         let mut q = filtered(scope, f, now);
         q.page("a.seq", after, SCAN_CHUNK - 1);
@@ -240,6 +242,15 @@ pub async fn list(
                 if kept.len() > page.limit as usize {
                     return Ok(Page::from_rows(kept, page.limit));
                 }
+            }
+            looked += 1;
+            if looked == most {
+                // Looked at enough (as SQLite counts): what was found, and
+                // go on after this one.
+                return Ok(Page {
+                    items: kept.into_iter().map(|r| r.1).collect(),
+                    next: Some(seq),
+                });
             }
         }
         if exhausted || after.is_none() {

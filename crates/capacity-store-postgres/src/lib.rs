@@ -532,9 +532,22 @@ impl PostgresStore {
             Err(e) => return (Err(e), None),
         };
         if mode == Mode::Read {
-            let db = Db::client(&client);
-            let result = f(&db).await;
-            return (result, db.retry());
+            // Dropped mid-statement (a request timed out), the statement is
+            // cancelled before the connection goes back to the pool.
+            let mut guard = Held {
+                client: Some(client),
+                in_transaction: false,
+            };
+            let Some(client) = guard.client.as_ref() else {
+                return (Err(StoreError::Internal("no connection".into())), None);
+            };
+            let (result, retry) = {
+                let db = Db::client(client);
+                let result = f(&db).await;
+                (result, db.retry())
+            };
+            guard.release();
+            return (result, retry);
         }
         let begin = match mode {
             Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -542,8 +555,11 @@ impl PostgresStore {
         };
         // Until the transaction is over, a dropped attempt (a request timed
         // out) must not return the connection to the pool inside it.
-        let mut guard = InTransaction(Some(client));
-        let Some(client) = guard.0.as_ref() else {
+        let mut guard = Held {
+            client: Some(client),
+            in_transaction: true,
+        };
+        let Some(client) = guard.client.as_ref() else {
             return (Err(StoreError::Internal("no connection".into())), None);
         };
         let (result, retry, failed, begun, ended) = {
@@ -587,30 +603,49 @@ impl PostgresStore {
     }
 }
 
-/// A pooled connection inside a transaction: see `attempt`.
-struct InTransaction(Option<deadpool_postgres::Client>);
+/// A pooled connection lent to an attempt: see `attempt`. Dropped before
+/// [`Held::release`] (the attempt was dropped: its request timed out, or its
+/// client went away), the statement it may still be running is cancelled,
+/// so it stops using the database, and then the connection goes back to the
+/// pool: after a ROLLBACK when it was inside a transaction.
+struct Held {
+    client: Option<deadpool_postgres::Client>,
+    in_transaction: bool,
+}
 
-impl InTransaction {
-    /// The transaction is over: the connection goes back to the pool.
+impl Held {
+    /// The attempt is over: the connection goes back to the pool.
     fn release(&mut self) {
-        self.0.take();
+        self.client.take();
     }
 }
 
-impl Drop for InTransaction {
+impl Drop for Held {
     fn drop(&mut self) {
-        let Some(client) = self.0.take() else {
+        let Some(client) = self.client.take() else {
             return;
         };
-        // The attempt was dropped mid-transaction (its request was cancelled,
-        // e.g. the client went away): roll back, then the connection goes
-        // back to the pool. ROLLBACK queues behind whatever the attempt had
-        // sent. Without a runtime, or if ROLLBACK fails, the connection is
-        // detached from the pool and closed (PostgreSQL then rolls back).
+        // The cancel goes on a connection of its own and only once it is
+        // answered (PostgreSQL has signalled the backend) does the
+        // connection return to the pool, so it can never stop the next
+        // borrower's statement; a backend that had already finished ignores
+        // it. ROLLBACK queues behind whatever the attempt had sent. Without
+        // a runtime, or if ROLLBACK fails, the connection is detached from
+        // the pool and closed (PostgreSQL then rolls back).
+        let in_transaction = self.in_transaction;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    if client.batch_execute("ROLLBACK").await.is_err() {
+                    let cancelled = client.cancel_token().cancel_query(NoTls).await;
+                    if let Err(e) = &cancelled {
+                        tracing::warn!(error = %e, "cancelling an abandoned statement failed");
+                    }
+                    let idle = if in_transaction {
+                        client.batch_execute("ROLLBACK").await.is_ok()
+                    } else {
+                        cancelled.is_ok()
+                    };
+                    if !idle {
                         drop(deadpool_postgres::Client::take(client));
                     }
                 });
@@ -966,11 +1001,12 @@ impl Store for PostgresStore {
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)> {
+    ) -> Result<(ServiceLine, Page<Allocation>)> {
         self.run(Mode::Snapshot, |db| {
             let (scope, id) = (scope.clone(), id.clone());
-            unit!(service_lines::get(db, &scope, &id, now).await)
+            unit!(service_lines::get(db, &scope, &id, page, now).await)
         })
         .await
     }
@@ -1113,11 +1149,12 @@ impl Store for PostgresStore {
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData> {
         self.run(Mode::Snapshot, |db| {
             let (scope, ws) = (scope.clone(), workspace_id.clone());
-            unit!(requests::cost_data(db, &scope, &ws, period, now).await)
+            unit!(requests::cost_data(db, &scope, &ws, period, page, now).await)
         })
         .await
     }

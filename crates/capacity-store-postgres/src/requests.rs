@@ -601,6 +601,7 @@ pub async fn cost_data(
     scope: &Scope,
     ws: &WorkspaceId,
     period: PlanningPeriod,
+    page: PageRequest,
     now: Instant,
 ) -> Result<CostData, StoreError> {
     let filter = PoolFilter {
@@ -618,50 +619,53 @@ pub async fn cost_data(
         now,
     )
     .await?;
-    let until = now.min(period.end);
-    let mut out = Vec::new();
-    for pool in pools.items {
-        let mut allocs = Vec::new();
-        let mut after = None;
-        loop {
-            let f = AllocationFilter {
-                capacity_pool_id: Some(pool.id.clone()),
-                ..Default::default()
-            };
-            let page =
-                allocations::list(db, scope, &f, PageRequest { limit: 100, after }, now).await?;
-            // The page's usage inside the month so far, in one query.
-            let ids: Vec<String> = page
-                .items
-                .iter()
-                .map(|a| a.id.as_str().to_owned())
-                .collect();
-            let used: HashMap<String, i64> = db
-                .query(
-                    "SELECT a.id, COALESCE(SUM(u.quantity), 0)::BIGINT \
-                     FROM usage_records u JOIN allocations a ON a.seq = u.allocation_seq \
-                     WHERE a.id = ANY($1) AND u.occurred_at >= $2 AND u.occurred_at < $3 GROUP BY a.id",
-                    &[&ids, &period.start.micros(), &until.micros()],
-                )
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, tokio_postgres::Error>>()
-                .db()?;
-            for a in page.items {
-                let tl = a.commitment_timeline();
-                let used = used.get(a.id.as_str()).copied().unwrap_or(0);
-                let overlaps = tl.peak(period.start, period.end) > 0;
-                if overlaps || used > 0 {
-                    allocs.push((a, Quantity::from_thousandths(used)));
-                }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        out.push((pool, allocs));
+    if pools.items.is_empty() {
+        return Ok(CostData {
+            pools: Vec::new(),
+            next: None,
+        });
     }
-    Ok(CostData { pools: out })
+    let until = now.min(period.end);
+    // The page: the workspace's allocations by sequence, whichever their pool.
+    let f = AllocationFilter {
+        workspace_id: Some(ws.clone()),
+        ..Default::default()
+    };
+    let allocs = allocations::list(db, scope, &f, page, now).await?;
+    // The page's usage inside the month so far, in one query.
+    let ids: Vec<String> = allocs
+        .items
+        .iter()
+        .map(|a| a.id.as_str().to_owned())
+        .collect();
+    let used: HashMap<String, i64> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        db.query(
+            "SELECT a.id, COALESCE(SUM(u.quantity), 0)::BIGINT \
+             FROM usage_records u JOIN allocations a ON a.seq = u.allocation_seq \
+             WHERE a.id = ANY($1) AND u.occurred_at >= $2 AND u.occurred_at < $3 GROUP BY a.id",
+            &[&ids, &period.start.micros(), &until.micros()],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .db()?
+    };
+    let mut out: Vec<(Pool, Vec<_>)> = pools.items.into_iter().map(|p| (p, Vec::new())).collect();
+    for a in allocs.items {
+        let used = used.get(a.id.as_str()).copied().unwrap_or(0);
+        let overlaps = a.commitment_timeline().peak(period.start, period.end) > 0;
+        if !(overlaps || used > 0) {
+            continue;
+        }
+        if let Some((_, rows)) = out.iter_mut().find(|(p, _)| p.id == a.capacity_pool_id) {
+            rows.push((a, Quantity::from_thousandths(used)));
+        }
+    }
+    Ok(CostData {
+        pools: out,
+        next: allocs.next,
+    })
 }

@@ -211,29 +211,14 @@ pub async fn get(
     db: &Db<'_>,
     scope: &Scope,
     id: &ServiceLineId,
+    page: capacity_store::PageRequest,
     now: Instant,
-) -> Result<(ServiceLine, Vec<Allocation>), StoreError> {
+) -> Result<(ServiceLine, capacity_store::Page<Allocation>), StoreError> {
     let line = load(db, scope, id).await?.ok_or(StoreError::NotFound)?;
     let filter = capacity_store::AllocationFilter {
         service_line_id: Some(id.clone()),
         ..Default::default()
     };
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = allocations::list(
-            db,
-            scope,
-            &filter,
-            capacity_store::PageRequest { limit: 100, after },
-            now,
-        )
-        .await?;
-        all.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    Ok((line, all))
+    let allocations = allocations::list(db, scope, &filter, page, now).await?;
+    Ok((line, allocations))
 }

@@ -237,6 +237,8 @@ pub fn list(
         .query(rusqlite::params_from_iter(q.params.iter()))
         .db()?;
     let mut kept = Vec::new();
+    let most = page.limit as usize * capacity_store::UTILISATION_SCAN_PER_ITEM;
+    let mut looked = 0;
     while let Some(r) = rows.next().db()? {
         let (head, a) = complete(conn, row(r).db()?, now)?;
         if a.utilisation_percent().is_some_and(|p| p.tenths() < below) {
@@ -245,9 +247,16 @@ pub fn list(
                 break;
             }
         }
+        looked += 1;
+        if looked == most && kept.len() <= page.limit as usize {
+            // Looked at enough: what was found, and go on after this one.
+            return Ok(Page {
+                items: kept.into_iter().map(|r| r.1).collect(),
+                next: Some(head.seq),
+            });
+        }
     }
-    let rows = kept;
-    Ok(Page::from_rows(rows, page.limit))
+    Ok(Page::from_rows(kept, page.limit))
 }
 
 /// Writes an allocation's materialised commitment steps (replacing its

@@ -3,9 +3,10 @@
 //! - One write connection owned by the writer thread (`writer.rs`), which
 //!   groups concurrent writes into one durable commit (WAL; the commit is
 //!   flushed by a sync thread before any of its writes is answered).
-//! - A small pool of read connections used inline on the calling task: a
-//!   read of a few indexed rows takes microseconds, less than a hop to a
-//!   blocking thread would.
+//! - Read connections on reader threads of their own (`readers.rs`), fed
+//!   by two queues: point reads and heavy reads (a cost report), so that no
+//!   read runs on the async runtime and heavy reads never take every reader;
+//!   a read whose caller stops waiting is interrupted.
 //! - `migrate.rs` applies the embedded migrations at open.
 //! - One module per resource holds its SQL: `pools.rs`, `allocations.rs`,
 //!   `usage.rs`, `requests.rs` (demand, forecasts, costs), `service_lines.rs`,
@@ -17,6 +18,7 @@ mod events;
 mod idempotency;
 mod migrate;
 mod pools;
+mod readers;
 mod requests;
 mod service_lines;
 mod sql;
@@ -43,23 +45,25 @@ use capacity_store::{
     StoredResponse, TokenRecord, UsageOutcome, UsageRecord, WebhookEndpoint, Workspace,
     WorkspacePut,
 };
+use readers::{Lane, Readers};
 use rusqlite::Connection;
 use sql::DbResult;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use writer::Writer;
 
 pub struct SqliteStore {
-    path: PathBuf,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
-    /// Read connections lent out right now (for `/metrics`).
-    readers_in_use: std::sync::atomic::AtomicUsize,
-    forecasts: capacity_store::ForecastCache,
+    readers: Readers,
+    forecasts: Arc<capacity_store::ForecastCache>,
 }
 
-/// Idle read connections kept at most.
-const MAX_IDLE_READERS: usize = 16;
+/// Reader threads for point reads (gets, pages, forecasts). More than the
+/// cores, so a read waiting on the disk does not hold the others up.
+const POINT_READERS: usize = 4;
+/// Reader threads for heavy reads (`readers.rs`): one, so heavy work takes
+/// at most one core whatever how many tenants ask for it.
+const HEAVY_READERS: usize = 1;
 
 /// The file path of a `sqlite://path` or `sqlite:path` URL.
 pub fn path_from_url(url: &str) -> Option<PathBuf> {
@@ -95,6 +99,12 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+fn connect_reader(path: &Path) -> Result<Connection> {
+    let c = connect(path)?;
+    c.execute_batch("PRAGMA query_only = ON").db()?;
+    Ok(c)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
@@ -105,18 +115,18 @@ impl SqliteStore {
         // transaction to the next (no one else writes), and a usage batch
         // changes about a thousand index pages scattered over the current
         // week's entries: with SQLite's default 2 MiB they were read back
-        // from the WAL on every batch. Readers keep the default (up to 16).
-        // A checkpoint every 10,000 WAL pages (~40 MiB) rather than 1,000:
-        // a group commit of usage batches writes thousands of pages, so the
-        // default copied them into the database file, and synced it, after
-        // nearly every commit.
-        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;")
-            .db()?;
+        // from the WAL on every batch. Readers keep the default.
+        // Checkpoints run on a thread of their own (`writer.rs`).
+        conn.execute_batch("PRAGMA cache_size = -65536;").db()?;
+        let point = (0..POINT_READERS)
+            .map(|_| connect_reader(&path))
+            .collect::<Result<Vec<_>>>()?;
+        let heavy = (0..HEAVY_READERS)
+            .map(|_| connect_reader(&path))
+            .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            path,
-            writer: Writer::start(conn),
-            readers: Mutex::new(Vec::new()),
-            readers_in_use: std::sync::atomic::AtomicUsize::new(0),
+            writer: Writer::start(conn, Some(connect(&path)?)),
+            readers: Readers::start(point, heavy)?,
             forecasts: Default::default(),
         })
     }
@@ -127,68 +137,67 @@ impl SqliteStore {
         SqliteStore::open(path)
     }
 
-    /// Runs `f` on a pooled read connection. Reads see the last commit.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = match self.readers.lock().map(|mut v| v.pop()) {
-            Ok(Some(c)) => c,
-            _ => {
-                let c = connect(&self.path)?;
-                c.execute_batch("PRAGMA query_only = ON").db()?;
-                c
-            }
-        };
-        use std::sync::atomic::Ordering::Relaxed;
-        self.readers_in_use.fetch_add(1, Relaxed);
-        let result = f(&conn);
-        self.readers_in_use.fetch_sub(1, Relaxed);
-        // A connection left inside a transaction would pin an old snapshot
-        // for whoever borrows it next: such a connection is closed instead.
-        if conn.is_autocommit()
-            && let Ok(mut v) = self.readers.lock()
-            && v.len() < MAX_IDLE_READERS
-        {
-            v.push(conn);
-        }
-        result
+    /// Reads stopped mid-statement because their caller stopped waiting
+    /// (a request past its timeout), since the store opened.
+    pub fn interrupted_reads(&self) -> u64 {
+        self.readers
+            .stats
+            .interrupted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a point reader. Reads see the last commit.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.readers.read(Lane::Point, f).await
     }
 
     /// [`SqliteStore::read`] for reads of several statements: they run in
     /// one read transaction, so they see one snapshot, and the WAL read lock
     /// (two `fcntl` calls) is taken once rather than once per statement.
-    fn read_snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.read(|c| {
-            c.prepare_cached("BEGIN").db()?.execute([]).db()?;
-            let result = f(c);
-            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            let ended = c
-                .prepare_cached(end)
-                .db()
-                .and_then(|mut s| s.execute([]).db());
-            let value = result?;
-            ended?;
-            Ok(value)
-        })
+    async fn read_snapshot<T, F>(&self, lane: Lane, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.readers.read(lane, |c| snapshot(c, f)).await
     }
+}
+
+fn snapshot<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    c.prepare_cached("BEGIN").db()?.execute([]).db()?;
+    let result = f(c);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = c
+        .prepare_cached(end)
+        .db()
+        .and_then(|mut s| s.execute([]).db());
+    let value = result?;
+    ended?;
+    Ok(value)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    /// The read connections (the one write connection belongs to the writer
-    /// thread and is always open). Readers beyond the idle cap are opened on
-    /// demand, so `max` is the idle cap, not a hard limit.
+    /// The read connections, one per reader thread (the one write
+    /// connection belongs to the writer thread and is always open).
     fn connection_stats(&self) -> Option<capacity_store::ConnectionStats> {
-        let idle = self.readers.lock().map(|v| v.len()).unwrap_or(0);
+        use std::sync::atomic::Ordering::Relaxed;
+        let max = self.readers.stats.threads.load(Relaxed);
+        let in_use = self.readers.stats.busy.load(Relaxed).min(max);
         Some(capacity_store::ConnectionStats {
-            in_use: self
-                .readers_in_use
-                .load(std::sync::atomic::Ordering::Relaxed),
-            idle,
-            max: MAX_IDLE_READERS,
+            in_use,
+            idle: max - in_use,
+            max,
         })
     }
 
     async fn ping(&self) -> Result<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).db())
+            .await
     }
 
     async fn is_empty(&self) -> Result<bool> {
@@ -196,6 +205,7 @@ impl Store for SqliteStore {
             c.query_row("SELECT NOT EXISTS (SELECT 1 FROM pools)", [], |r| r.get(0))
                 .db()
         })
+        .await
     }
 
     async fn reserve_ids_from(&self, prefix: MintedPrefix, next: i64) -> Result<()> {
@@ -220,7 +230,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.read(tokens::list)
+        self.read(tokens::list).await
     }
 
     async fn revoke_token(&self, id: &str, now: Instant) -> Result<bool> {
@@ -231,7 +241,7 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, hash: [u8; 32]) -> Result<Option<Principal>> {
-        self.read(|c| tokens::authenticate(c, hash))
+        self.read(move |c| tokens::authenticate(c, hash)).await
     }
 
     async fn put_workspace(
@@ -248,11 +258,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Workspace> {
-        self.read(|c| workspaces::get(c, scope, id))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read(move |c| workspaces::get(c, &scope, &id)).await
     }
 
     async fn list_workspaces(&self, scope: &Scope, page: PageRequest) -> Result<Page<Workspace>> {
-        self.read(|c| workspaces::list(c, scope, page))
+        let scope = scope.clone();
+        self.read(move |c| workspaces::list(c, &scope, page)).await
     }
 
     async fn create_pool(&self, scope: &Scope, new: NewPool, now: Instant) -> Result<Pool> {
@@ -263,7 +275,9 @@ impl Store for SqliteStore {
     }
 
     async fn get_pool(&self, scope: &Scope, id: &PoolId, now: Instant) -> Result<Pool> {
-        self.read(|c| pools::load(c, scope, id, now).map(|p| p.1))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read(move |c| pools::load(c, &scope, &id, now).map(|p| p.1))
+            .await
     }
 
     async fn list_pools(
@@ -273,7 +287,9 @@ impl Store for SqliteStore {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Pool>> {
-        self.read(|c| pools::list(c, scope, &filter, page, now))
+        let scope = scope.clone();
+        self.read(move |c| pools::list(c, &scope, &filter, page, now))
+            .await
     }
 
     async fn adjust_supply(
@@ -295,7 +311,9 @@ impl Store for SqliteStore {
         id: &PoolId,
         page: PageRequest,
     ) -> Result<Page<Adjustment>> {
-        self.read(|c| pools::list_adjustments(c, scope, id, page))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read(move |c| pools::list_adjustments(c, &scope, &id, page))
+            .await
     }
 
     async fn create_allocation(
@@ -318,7 +336,11 @@ impl Store for SqliteStore {
         id: &AllocationId,
         now: Instant,
     ) -> Result<Allocation> {
-        self.read_snapshot(|c| allocations::load(c, scope, id, now).map(|a| a.1))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read_snapshot(Lane::Point, move |c| {
+            allocations::load(c, &scope, &id, now).map(|a| a.1)
+        })
+        .await
     }
 
     async fn list_allocations(
@@ -328,7 +350,18 @@ impl Store for SqliteStore {
         page: PageRequest,
         now: Instant,
     ) -> Result<Page<Allocation>> {
-        self.read_snapshot(|c| allocations::list(c, scope, &filter, page, now))
+        let scope = scope.clone();
+        // A utilisation filter reads every allocation of the scope until a
+        // page is full: when few match, that is the whole tenant.
+        let lane = if filter.utilisation_below_tenths.is_some() {
+            Lane::Heavy
+        } else {
+            Lane::Point
+        };
+        self.read_snapshot(lane, move |c| {
+            allocations::list(c, &scope, &filter, page, now)
+        })
+        .await
     }
 
     async fn record_usage(
@@ -351,11 +384,14 @@ impl Store for SqliteStore {
         filter: EventFilter,
         page: PageRequest,
     ) -> Result<Page<Event>> {
-        self.read(|c| events::list(c, scope, &filter, page))
+        let scope = scope.clone();
+        self.read(move |c| events::list(c, &scope, &filter, page))
+            .await
     }
 
     async fn get_event(&self, scope: &Scope, id: &str) -> Result<Event> {
-        self.read(|c| events::get(c, scope, id))
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| events::get(c, &scope, &id)).await
     }
 
     async fn patch_allocation(
@@ -378,7 +414,9 @@ impl Store for SqliteStore {
         id: &AllocationId,
         page: PageRequest,
     ) -> Result<Page<HistoryEntry>> {
-        self.read(|c| allocations::history(c, scope, id, page))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read(move |c| allocations::history(c, &scope, &id, page))
+            .await
     }
 
     async fn put_service_line(
@@ -398,9 +436,14 @@ impl Store for SqliteStore {
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)> {
-        self.read(|c| service_lines::get(c, scope, id, now))
+    ) -> Result<(ServiceLine, Page<Allocation>)> {
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read_snapshot(Lane::Point, move |c| {
+            service_lines::get(c, &scope, &id, page, now)
+        })
+        .await
     }
 
     async fn idempotency_reserve(
@@ -445,7 +488,9 @@ impl Store for SqliteStore {
         weeks: u32,
         now: Instant,
     ) -> Result<Vec<UtilisationWeek>> {
-        self.read(|c| allocations::utilisation_series(c, scope, id, weeks, now))
+        let (scope, id) = (scope.clone(), id.clone());
+        self.read(move |c| allocations::utilisation_series(c, &scope, &id, weeks, now))
+            .await
     }
 
     async fn create_request(
@@ -479,7 +524,9 @@ impl Store for SqliteStore {
         filter: RequestFilter,
         page: PageRequest,
     ) -> Result<Page<DemandRequest>> {
-        self.read(|c| requests::list(c, scope, &filter, page))
+        let scope = scope.clone();
+        self.read(move |c| requests::list(c, &scope, &filter, page))
+            .await
     }
 
     async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest> {
@@ -494,17 +541,11 @@ impl Store for SqliteStore {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<ForecastData> {
-        self.read(|c| {
-            requests::forecast_data(
-                c,
-                scope,
-                workspace_id,
-                resource_type,
-                period,
-                now,
-                &self.forecasts,
-            )
+        let (scope, ws, cache) = (scope.clone(), workspace_id.clone(), self.forecasts.clone());
+        self.read(move |c| {
+            requests::forecast_data(c, &scope, &ws, resource_type, period, now, &cache)
         })
+        .await
     }
 
     async fn cost_data(
@@ -512,9 +553,15 @@ impl Store for SqliteStore {
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData> {
-        self.read(|c| requests::cost_data(c, scope, workspace_id, period, now))
+        let (scope, ws) = (scope.clone(), workspace_id.clone());
+        // Paged, but a page of a thousand allocations is still heavy.
+        self.read_snapshot(Lane::Heavy, move |c| {
+            requests::cost_data(c, &scope, &ws, period, page, now)
+        })
+        .await
     }
 
     async fn create_webhook_endpoint(
@@ -534,11 +581,14 @@ impl Store for SqliteStore {
         scope: &Scope,
         page: PageRequest,
     ) -> Result<Page<WebhookEndpoint>> {
-        self.read(|c| webhooks::list(c, scope, page))
+        let scope = scope.clone();
+        self.read(move |c| webhooks::list(c, &scope, page)).await
     }
 
     async fn get_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<WebhookEndpoint> {
-        self.read(|c| webhooks::get(c, scope, id).map(|e| e.1))
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| webhooks::get(c, &scope, &id).map(|e| e.1))
+            .await
     }
 
     async fn delete_webhook_endpoint(&self, scope: &Scope, id: &str) -> Result<()> {
@@ -554,7 +604,9 @@ impl Store for SqliteStore {
         endpoint_id: &str,
         page: PageRequest,
     ) -> Result<Page<Delivery>> {
-        self.read(|c| webhooks::deliveries(c, scope, endpoint_id, page))
+        let (scope, id) = (scope.clone(), endpoint_id.to_owned());
+        self.read(move |c| webhooks::deliveries(c, &scope, &id, page))
+            .await
     }
 
     async fn claim_deliveries(

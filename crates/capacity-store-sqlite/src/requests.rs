@@ -477,6 +477,7 @@ pub fn cost_data(
     scope: &Scope,
     ws: &WorkspaceId,
     period: PlanningPeriod,
+    page: PageRequest,
     now: Instant,
 ) -> Result<CostData, StoreError> {
     let filter = PoolFilter {
@@ -493,38 +494,63 @@ pub fn cost_data(
         },
         now,
     )?;
-    let until = now.min(period.end);
-    let mut out = Vec::new();
-    for pool in pools.items {
-        let mut allocs = Vec::new();
-        let mut after = None;
-        loop {
-            let f = AllocationFilter {
-                capacity_pool_id: Some(pool.id.clone()),
-                ..Default::default()
-            };
-            let page = allocations::list(conn, scope, &f, PageRequest { limit: 100, after }, now)?;
-            for a in page.items {
-                let tl = a.commitment_timeline();
-                let used: i64 = conn
-                    .prepare_cached(
-                        "SELECT COALESCE(SUM(u.quantity), 0) FROM usage_records u JOIN allocations a ON a.seq = u.allocation_seq \
-                         WHERE a.id = ?1 AND u.occurred_at >= ?2 AND u.occurred_at < ?3",
-                    )
-                    .db()?
-                    .query_row(params![a.id.as_str(), period.start.micros(), until.micros()], |r| r.get(0))
-                    .db()?;
-                let overlaps = tl.peak(period.start, period.end) > 0;
-                if overlaps || used > 0 {
-                    allocs.push((a, Quantity::from_thousandths(used)));
-                }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        out.push((pool, allocs));
+    if pools.items.is_empty() {
+        return Ok(CostData {
+            pools: Vec::new(),
+            next: None,
+        });
     }
-    Ok(CostData { pools: out })
+    let until = now.min(period.end);
+    // The page: the workspace's allocations by sequence (the
+    // `allocations_workspace` index), whichever their pool.
+    let f = AllocationFilter {
+        workspace_id: Some(ws.clone()),
+        ..Default::default()
+    };
+    let allocs = allocations::list(conn, scope, &f, page, now)?;
+    // Their usage inside the month so far, in one query: the page is the
+    // workspace's allocations in (after, next], so the same range of the
+    // same index finds them.
+    let mut used: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    if !allocs.items.is_empty() {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT a.id, SUM(u.quantity) FROM allocations a \
+                 JOIN usage_records u ON u.allocation_seq = a.seq \
+                 AND u.occurred_at >= ?2 AND u.occurred_at < ?3 \
+                 WHERE a.workspace_id = ?1 AND a.seq > ?4 AND a.seq <= ?5 GROUP BY a.seq",
+            )
+            .db()?;
+        let rows = stmt
+            .query_map(
+                params![
+                    ws.as_str(),
+                    period.start.micros(),
+                    until.micros(),
+                    page.after.unwrap_or(i64::MIN),
+                    allocs.next.unwrap_or(i64::MAX)
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .db()?;
+        for row in rows {
+            let (id, q) = row.db()?;
+            used.insert(id, q);
+        }
+    }
+    let mut out: Vec<(Pool, Vec<_>)> = pools.items.into_iter().map(|p| (p, Vec::new())).collect();
+    for a in allocs.items {
+        let used = used.get(a.id.as_str()).copied().unwrap_or(0);
+        let overlaps = a.commitment_timeline().peak(period.start, period.end) > 0;
+        if !(overlaps || used > 0) {
+            continue;
+        }
+        if let Some((_, rows)) = out.iter_mut().find(|(p, _)| p.id == a.capacity_pool_id) {
+            rows.push((a, Quantity::from_thousandths(used)));
+        }
+    }
+    Ok(CostData {
+        pools: out,
+        next: allocs.next,
+    })
 }

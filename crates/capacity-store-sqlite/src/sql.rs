@@ -17,6 +17,10 @@ impl<T> DbResult<T> for Result<T, rusqlite::Error> {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StoreError::Unavailable(e.to_string())
             }
+            // A read whose caller stopped waiting (`readers.rs`).
+            Some(ErrorCode::OperationInterrupted) => {
+                StoreError::Unavailable("the read was interrupted".into())
+            }
             _ => StoreError::Internal(e.to_string()),
         })
     }

@@ -438,7 +438,7 @@ pub async fn cost_data_reads_each_pool_with_its_allocations_and_usage(store: Arc
     .unwrap();
     let april = PlanningPeriod::parse("2026-04").unwrap();
     let d = s
-        .cost_data(&platform(), &ws(WS_A), april, now())
+        .cost_data(&platform(), &ws(WS_A), april, page(100), now())
         .await
         .unwrap();
     let got: Vec<(PoolId, Vec<(AllocationId, Quantity)>)> = d
@@ -468,14 +468,55 @@ pub async fn cost_data_reads_each_pool_with_its_allocations_and_usage(store: Arc
     // Usage after `now` is not in the month so far; a past month is whole.
     let march = PlanningPeriod::parse("2026-03").unwrap();
     let d = s
-        .cost_data(&platform(), &ws(WS_A), march, now())
+        .cost_data(&platform(), &ws(WS_A), march, page(100), now())
         .await
         .unwrap();
     assert_eq!(d.pools[0].1[0].1, units(50));
     // Another organization gets no pools.
     let hidden = s
-        .cost_data(&organization(ORG_B, None), &ws(WS_A), april, now())
+        .cost_data(
+            &organization(ORG_B, None),
+            &ws(WS_A),
+            april,
+            page(100),
+            now(),
+        )
         .await
         .unwrap();
     assert!(hidden.pools.is_empty());
+    assert_eq!(d.next, None);
+    // Paged by one allocation: every page lists both pools, and the pages
+    // together hold the report's rows once each, in the same order; the
+    // allocation that starts after the month is looked at but not shown.
+    let mut after = None;
+    let mut paged: Vec<(PoolId, AllocationId, Quantity)> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let d = s
+            .cost_data(
+                &platform(),
+                &ws(WS_A),
+                april,
+                PageRequest { limit: 1, after },
+                now(),
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(d.pools.len(), 2);
+        for (p, allocs) in &d.pools {
+            paged.extend(allocs.iter().map(|(a, u)| (p.id.clone(), a.id.clone(), *u)));
+        }
+        match d.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert!(pages >= 4, "{pages} pages");
+    paged.sort_by_key(|(p, _, _)| if *p == talent.id { 0 } else { 1 });
+    let whole: Vec<_> = got
+        .iter()
+        .flat_map(|(p, allocs)| allocs.iter().map(|(a, u)| (p.clone(), a.clone(), *u)))
+        .collect();
+    assert_eq!(paged, whole);
 }

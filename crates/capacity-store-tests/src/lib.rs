@@ -221,6 +221,10 @@ macro_rules! conformance_tests {
             $fresh,
             utilisation::concurrent_evaluations_of_one_week_record_once
         );
+        $crate::conformance_test!(
+            $fresh,
+            utilisation::a_utilisation_filter_few_meet_answers_in_bounded_pages
+        );
         $crate::conformance_test!($fresh, demand::requests_are_created_updated_and_listed);
         $crate::conformance_test!(
             $fresh,

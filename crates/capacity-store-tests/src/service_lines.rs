@@ -73,11 +73,13 @@ pub async fn closing_a_service_line_orphans_its_open_allocations(store: Arc<dyn 
     assert_eq!(got, vec![a.id.clone(), b.id.clone()]);
     assert!(listed.items.iter().all(|x| x.orphaned));
     let (read, allocations) = s
-        .get_service_line(&platform(), &line(1), now())
+        .get_service_line(&platform(), &line(1), page(10), now())
         .await
         .unwrap();
     assert_eq!(read, l);
+    assert_eq!(allocations.next, None);
     let got: Vec<_> = allocations
+        .items
         .iter()
         .map(|x| (x.id.clone(), x.orphaned))
         .collect();
@@ -89,6 +91,32 @@ pub async fn closing_a_service_line_orphans_its_open_allocations(store: Arc<dyn 
             (done.id.clone(), false)
         ]
     );
+    // Paged: two, then the rest after the cursor.
+    let (_, first) = s
+        .get_service_line(&platform(), &line(1), page(2), now())
+        .await
+        .unwrap();
+    let (_, rest) = s
+        .get_service_line(
+            &platform(),
+            &line(1),
+            PageRequest {
+                limit: 2,
+                after: first.next,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(first.next.is_some());
+    assert_eq!(rest.next, None);
+    let paged: Vec<_> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|x| x.id.clone())
+        .collect();
+    assert_eq!(paged, vec![a.id.clone(), b.id.clone(), done.id.clone()]);
     let other = s
         .get_allocation(&platform(), &other.id, now())
         .await
@@ -222,7 +250,7 @@ pub async fn a_service_line_signal_is_checked_against_its_workspace(store: Arc<d
     assert_eq!(l.created_at, now());
     // Organization A cannot see it, nor signal it.
     let a = organization(ORG_A, None);
-    assert_not_found(s.get_service_line(&a, &line(3), now()).await);
+    assert_not_found(s.get_service_line(&a, &line(3), page(10), now()).await);
     assert_not_found(
         s.put_service_line(
             &a,
@@ -232,5 +260,8 @@ pub async fn a_service_line_signal_is_checked_against_its_workspace(store: Arc<d
         )
         .await,
     );
-    assert_not_found(s.get_service_line(&platform(), &line(9), now()).await);
+    assert_not_found(
+        s.get_service_line(&platform(), &line(9), page(10), now())
+            .await,
+    );
 }

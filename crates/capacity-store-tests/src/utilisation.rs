@@ -325,3 +325,56 @@ pub async fn concurrent_evaluations_of_one_week_record_once(store: Arc<dyn Store
         5
     );
 }
+
+pub async fn a_utilisation_filter_few_meet_answers_in_bounded_pages(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let pool = talent_pool(s, 1000).await;
+    // Allocations made now have no last week: no utilisation, never below.
+    let unmet = capacity_store::UTILISATION_SCAN_PER_ITEM as u32 + 10;
+    for n in 1..=unmet {
+        allocate(s, &pool.id, n, 1).await.unwrap();
+    }
+    // Committed all last week and unused: 0 %.
+    let met = backdated(s, &pool.id, unmet + 1, 1).await;
+    let filter = AllocationFilter {
+        utilisation_below_tenths: Some(500),
+        ..Default::default()
+    };
+    // A page of one looks at UTILISATION_SCAN_PER_ITEM allocations at most:
+    // the first page finds nothing and says where to go on.
+    let first = s
+        .list_allocations(&platform(), filter.clone(), page(1), now())
+        .await
+        .unwrap();
+    assert!(first.items.is_empty());
+    assert!(first.next.is_some());
+    let mut found = Vec::new();
+    let mut after = first.next;
+    let mut pages = 1;
+    while let Some(a) = after {
+        let p = s
+            .list_allocations(
+                &platform(),
+                filter.clone(),
+                PageRequest {
+                    limit: 1,
+                    after: Some(a),
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        found.extend(p.items.into_iter().map(|x| x.id));
+        after = p.next;
+        pages += 1;
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(found, vec![met.id.clone()]);
+    // A page large enough looks at them all at once.
+    let whole = s
+        .list_allocations(&platform(), filter, page(100), now())
+        .await
+        .unwrap();
+    let ids: Vec<_> = whole.items.iter().map(|x| x.id.clone()).collect();
+    assert_eq!((ids, whole.next), (vec![met.id], None));
+}

@@ -284,6 +284,13 @@ pub struct AllocationFilter {
     pub utilisation_below_tenths: Option<i64>,
 }
 
+/// Allocations a list filtered by utilisation looks at, per item of the
+/// page asked for, before it answers. Utilisation is computed, not stored,
+/// so a filter that few allocations meet would otherwise read the whole
+/// scope in one request; past this, the page answers what it found (maybe
+/// nothing) with a cursor after the last allocation it looked at.
+pub const UTILISATION_SCAN_PER_ITEM: usize = 50;
+
 /// A merge-patch of an allocation (SPEC §5): `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct AllocationPatch {
@@ -688,11 +695,16 @@ pub struct ForecastData {
     pub part_time_usage: Vec<capacity_domain::forecast::PartTimeUsage>,
 }
 
-/// What a cost report reads: each priced or unpriced pool of a workspace
-/// with its allocations and their usage inside the month so far.
+/// What a page of a cost report reads: every priced or unpriced pool of a
+/// workspace, each with those of the page's allocations that are its and
+/// count in the month (committed in it, or used in it so far), with their
+/// usage inside the month so far. A page is the workspace's allocations
+/// after `PageRequest::after`, by sequence, up to `limit` of them looked at
+/// (so it may show fewer); `next` continues after the last one looked at.
 #[derive(Debug, Clone)]
 pub struct CostData {
     pub pools: Vec<(Pool, Vec<(Allocation, Quantity)>)>,
+    pub next: Option<i64>,
 }
 
 /// A webhook endpoint to create. The secret is minted by the caller (API)
@@ -1012,13 +1024,14 @@ pub trait Store: Send + Sync + 'static {
         put: ServiceLinePut,
         now: Instant,
     ) -> Result<ServiceLine>;
-    /// A service line and its allocations.
+    /// A service line and a page of its allocations.
     async fn get_service_line(
         &self,
         scope: &Scope,
         id: &ServiceLineId,
+        page: PageRequest,
         now: Instant,
-    ) -> Result<(ServiceLine, Vec<Allocation>)>;
+    ) -> Result<(ServiceLine, Page<Allocation>)>;
 
     /// Reserves `key` for `owner` (a token), or says why not.
     async fn idempotency_reserve(
@@ -1089,12 +1102,13 @@ pub trait Store: Send + Sync + 'static {
         period: PlanningPeriod,
         now: Instant,
     ) -> Result<ForecastData>;
-    /// Everything a cost report for the billing month `period` reads.
+    /// A page of what a cost report for the billing month `period` reads.
     async fn cost_data(
         &self,
         scope: &Scope,
         workspace_id: &WorkspaceId,
         period: PlanningPeriod,
+        page: PageRequest,
         now: Instant,
     ) -> Result<CostData>;
 
