@@ -530,7 +530,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_request(&self, scope: &Scope, id: &str) -> Result<DemandRequest> {
-        self.read(|c| requests::get(c, scope, id))
+        let (scope, id) = (scope.clone(), id.to_owned());
+        self.read(move |c| requests::get(c, &scope, &id)).await
     }
 
     async fn forecast_data(
