@@ -8,7 +8,7 @@ use crate::pools;
 use crate::sql::{Batch, Db, DbResult, Query, id_head, minted_sql, values};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{
-    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, UtilisationWeek, below_actual,
+    Allocation, AllocationStatus, HistoryEntry, Terms, UtilisationWeek, below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -73,13 +73,15 @@ fn row(r: &Row, now: Instant) -> Result<(i64, Allocation), StoreError> {
             .zip(c)
             .zip(res)
             .zip(why)
-            .map(|(((e, c), res), why)| Terms {
-                effective_at: Instant::from_micros(e),
-                committed: Quantity::from_thousandths(c),
-                resources: serde_json::from_str::<Vec<Resource>>(&res).unwrap_or_default(),
-                reason: why,
+            .map(|(((e, c), res), why)| {
+                Ok(Terms {
+                    effective_at: Instant::from_micros(e),
+                    committed: Quantity::from_thousandths(c),
+                    resources: capacity_store::decode_resources(&res)?,
+                    reason: why,
+                })
             })
-            .collect(),
+            .collect::<Result<Vec<_>, StoreError>>()?,
         _ => Vec::new(),
     };
     if terms.is_empty() {

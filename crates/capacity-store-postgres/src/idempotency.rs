@@ -10,12 +10,9 @@
 use crate::sql::{Db, DbResult};
 use capacity_domain::Instant;
 use capacity_store::{
-    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError,
+    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError, StoredKey,
     StoredResponse,
 };
-
-/// A stored key: request fingerprint, answer status and body (none while in flight).
-type KeyRow = (Vec<u8>, Option<i64>, Option<Vec<u8>>);
 
 /// How often a key that vanished between the insert and the read (released
 /// or expired by another process just then) is tried again.
@@ -45,56 +42,30 @@ pub async fn reserve(
         if inserted == 1 {
             return Ok(IdempotencyReservation::Reserved);
         }
-        let found: Option<KeyRow> = db
+        let found: Option<StoredKey> = db
             .query_opt(
                 "SELECT request_hash, status, body FROM idempotency_keys WHERE token_id = $1 AND key = $2",
                 &[&owner, &key],
             )
             .await?
-            .map(|r| -> Result<KeyRow, tokio_postgres::Error> {
-                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+            .map(|r| -> Result<StoredKey, tokio_postgres::Error> {
+                Ok(StoredKey {
+                    fingerprint: r.try_get(0)?,
+                    status: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                })
             })
             .transpose()
             .db()?;
         // Released between our insert and this read: try to take it again.
-        let Some((hash, status, body)) = found else {
+        let Some(found) = found else {
             continue;
         };
-        return Ok(match status {
-            _ if hash != fingerprint => IdempotencyReservation::Mismatch,
-            None => IdempotencyReservation::InFlight,
-            Some(status) => {
-                let stored: serde_json::Value = body
-                    .as_deref()
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                IdempotencyReservation::Replay(decode(status, &stored))
-            }
-        });
+        return IdempotencyReservation::of_stored(found, fingerprint);
     }
     Err(StoreError::Unavailable(format!(
         "idempotency key {key:?} kept changing; retry"
     )))
-}
-
-fn decode(status: i64, v: &serde_json::Value) -> StoredResponse {
-    let headers = v["headers"]
-        .as_array()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body = v["body"]
-        .as_str()
-        .map(|b| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    StoredResponse {
-        status: status as u16,
-        headers,
-        body,
-    }
 }
 
 pub async fn finish(
@@ -112,18 +83,9 @@ pub async fn finish(
             .await?;
         }
         Some(r) => {
-            let stored = serde_json::json!({
-                "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
-                "body": String::from_utf8_lossy(&r.body),
-            });
             db.execute(
                 "UPDATE idempotency_keys SET status = $1, body = $2 WHERE token_id = $3 AND key = $4",
-                &[
-                    &(r.status as i64),
-                    &stored.to_string().into_bytes(),
-                    &owner,
-                    &key,
-                ],
+                &[&(r.status as i64), &r.encode(), &owner, &key],
             )
             .await?;
         }

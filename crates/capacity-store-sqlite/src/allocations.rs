@@ -6,7 +6,7 @@ use crate::pools;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::{MintedPrefix, parse_minted};
 use capacity_domain::model::{
-    Allocation, AllocationStatus, HistoryEntry, Resource, Terms, UtilisationWeek, below_actual,
+    Allocation, AllocationStatus, HistoryEntry, Terms, UtilisationWeek, below_actual,
 };
 use capacity_domain::time::MICROS_PER_WEEK;
 use capacity_domain::timeline::{Timeline, check_change};
@@ -111,19 +111,29 @@ fn complete(
              WHERE allocation_seq = ?1 ORDER BY effective_at",
         )
         .db()?;
-    a.terms = stmt
+    let rows = stmt
         .query_map([data.head.seq], |r| {
-            let resources: String = r.get(2)?;
-            Ok(Terms {
-                effective_at: Instant::from_micros(r.get(0)?),
-                committed: Quantity::from_thousandths(r.get(1)?),
-                resources: serde_json::from_str::<Vec<Resource>>(&resources).unwrap_or_default(),
-                reason: r.get(3)?,
-            })
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+            ))
         })
         .db()?
         .collect::<Result<Vec<_>, _>>()
         .db()?;
+    a.terms = rows
+        .into_iter()
+        .map(|(at, committed, resources, reason)| {
+            Ok(Terms {
+                effective_at: Instant::from_micros(at),
+                committed: Quantity::from_thousandths(committed),
+                resources: capacity_store::decode_resources(&resources)?,
+                reason,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     if a.terms.is_empty() {
         return Err(StoreError::Internal(format!(
             "allocation {} has no terms",

@@ -4,13 +4,10 @@
 use crate::sql::DbResult;
 use capacity_domain::Instant;
 use capacity_store::{
-    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError,
+    IDEMPOTENCY_PURGE_BATCH, IDEMPOTENCY_TTL_MICROS, IdempotencyReservation, StoreError, StoredKey,
     StoredResponse,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// A stored key: request fingerprint, answer status and body (none while in flight).
-type KeyRow = (Vec<u8>, Option<i64>, Option<Vec<u8>>);
 
 pub fn reserve(
     conn: &Connection,
@@ -26,49 +23,27 @@ pub fn reserve(
     .db()?
     .execute(params![owner, key, expired])
     .db()?;
-    let found: Option<KeyRow> = conn
+    let found: Option<StoredKey> = conn
         .prepare_cached("SELECT request_hash, status, body FROM idempotency_keys WHERE token_id = ?1 AND key = ?2")
         .db()?
-        .query_row(params![owner, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![owner, key], |r| {
+            Ok(StoredKey {
+                fingerprint: r.get(0)?,
+                status: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })
         .optional()
         .db()?;
-    Ok(match found {
+    match found {
+        Some(found) => IdempotencyReservation::of_stored(found, fingerprint),
         None => {
             conn.prepare_cached("INSERT INTO idempotency_keys (token_id, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)")
                 .db()?
                 .execute(params![owner, key, &fingerprint[..], now.micros()])
                 .db()?;
-            IdempotencyReservation::Reserved
+            Ok(IdempotencyReservation::Reserved)
         }
-        Some((hash, _, _)) if hash != fingerprint => IdempotencyReservation::Mismatch,
-        Some((_, None, _)) => IdempotencyReservation::InFlight,
-        Some((_, Some(status), body)) => {
-            let stored: serde_json::Value = body
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(serde_json::Value::Null);
-            IdempotencyReservation::Replay(decode(status, &stored))
-        }
-    })
-}
-
-fn decode(status: i64, v: &serde_json::Value) -> StoredResponse {
-    let headers = v["headers"]
-        .as_array()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body = v["body"]
-        .as_str()
-        .map(|b| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    StoredResponse {
-        status: status as u16,
-        headers,
-        body,
     }
 }
 
@@ -88,13 +63,9 @@ pub fn finish(
             .db()?;
         }
         Some(r) => {
-            let stored = serde_json::json!({
-                "headers": r.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
-                "body": String::from_utf8_lossy(&r.body),
-            });
             conn.prepare_cached("UPDATE idempotency_keys SET status = ?1, body = ?2 WHERE token_id = ?3 AND key = ?4")
                 .db()?
-                .execute(params![r.status as i64, stored.to_string().into_bytes(), owner, key])
+                .execute(params![r.status as i64, r.encode(), owner, key])
                 .db()?;
         }
     }

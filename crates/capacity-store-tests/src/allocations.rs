@@ -255,3 +255,16 @@ pub async fn allocation_filters_select_what_they_name(store: Arc<dyn Store>) {
         vec![]
     );
 }
+
+/// An allocation whose stored resources a test then damages with SQL.
+pub async fn an_allocation_to_damage(store: &dyn Store) -> AllocationId {
+    let pool = talent_pool(store, 100).await;
+    allocate(store, &pool.id, 1, 10).await.unwrap().id
+}
+
+/// Stored resources that do not decode are an error, never "no resources"
+/// (issue 15: stored data that does not decode fails closed).
+pub async fn unreadable_resources_fail_closed(store: &dyn Store, id: &AllocationId) {
+    let read = store.get_allocation(&platform(), id, now()).await;
+    assert!(matches!(read, Err(StoreError::Internal(_))), "{read:?}");
+}

@@ -155,3 +155,42 @@ pub async fn expired_keys_and_abandoned_reservations_are_purged(store: Arc<dyn S
         IdempotencyReservation::Reserved
     );
 }
+
+/// A key whose answer a test then damages with SQL: (owner, key, fingerprint).
+pub async fn an_answered_key_to_damage(
+    store: &dyn Store,
+) -> (&'static str, &'static str, [u8; 32]) {
+    let (owner, key, fingerprint) = ("token-1", "damaged", [7u8; 32]);
+    let reserved = store
+        .idempotency_reserve(owner, key, fingerprint, now())
+        .await
+        .unwrap();
+    assert_eq!(reserved, IdempotencyReservation::Reserved);
+    let answer = StoredResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: b"{}".to_vec(),
+    };
+    store
+        .idempotency_finish(owner, key, Some(answer.clone()))
+        .await
+        .unwrap();
+    let replayed = store
+        .idempotency_reserve(owner, key, fingerprint, now())
+        .await
+        .unwrap();
+    assert_eq!(replayed, IdempotencyReservation::Replay(answer));
+    (owner, key, fingerprint)
+}
+
+/// A stored answer that does not decode is an error, never replayed as an
+/// empty answer.
+pub async fn an_unreadable_answer_fails_closed(
+    store: &dyn Store,
+    (owner, key, fingerprint): (&str, &str, [u8; 32]),
+) {
+    let r = store
+        .idempotency_reserve(owner, key, fingerprint, now())
+        .await;
+    assert!(matches!(r, Err(StoreError::Internal(_))), "{r:?}");
+}

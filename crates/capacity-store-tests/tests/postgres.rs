@@ -338,3 +338,24 @@ async fn stored_workspaces_are_registered_by_their_migration() {
     let store = PostgresStore::open(&db.url).await.unwrap();
     capacity_store_tests::ownership::the_migration_registered_the_stored_workspaces(&store).await;
 }
+
+/// Stored data that does not decode fails closed: an allocation's resources,
+/// an idempotency key's stored answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_stored_json_fails_closed() {
+    let Some((store, db)) = fresh("unreadable_stored_json_fails_closed").await else {
+        return;
+    };
+    let id = capacity_store_tests::allocations::an_allocation_to_damage(store.as_ref()).await;
+    let key = capacity_store_tests::idempotency::an_answered_key_to_damage(store.as_ref()).await;
+    raw(&db.url)
+        .await
+        .batch_execute(
+            "UPDATE allocation_terms SET resources = 'not json'; \
+             UPDATE idempotency_keys SET body = convert_to('{\"headers\": 1}', 'UTF8')",
+        )
+        .await
+        .unwrap();
+    capacity_store_tests::allocations::unreadable_resources_fail_closed(store.as_ref(), &id).await;
+    capacity_store_tests::idempotency::an_unreadable_answer_fails_closed(store.as_ref(), key).await;
+}

@@ -69,3 +69,21 @@ async fn stored_workspaces_are_registered_by_their_migration() {
     let store = SqliteStore::open(&path).unwrap();
     capacity_store_tests::ownership::the_migration_registered_the_stored_workspaces(&store).await;
 }
+
+/// Stored data that does not decode fails closed: an allocation's resources,
+/// an idempotency key's stored answer.
+#[tokio::test]
+async fn unreadable_stored_json_fails_closed() {
+    let (store, dir) = fresh("unreadable_stored_json_fails_closed").await.unwrap();
+    let id = capacity_store_tests::allocations::an_allocation_to_damage(store.as_ref()).await;
+    let key = capacity_store_tests::idempotency::an_answered_key_to_damage(store.as_ref()).await;
+    let raw = rusqlite::Connection::open(dir.path().join("conformance.db")).unwrap();
+    raw.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    raw.execute_batch(
+        "UPDATE allocation_terms SET resources = 'not json'; \
+         UPDATE idempotency_keys SET body = CAST('{\"headers\": 1}' AS BLOB)",
+    )
+    .unwrap();
+    capacity_store_tests::allocations::unreadable_resources_fail_closed(store.as_ref(), &id).await;
+    capacity_store_tests::idempotency::an_unreadable_answer_fails_closed(store.as_ref(), key).await;
+}

@@ -528,6 +528,13 @@ pub struct ServiceLinePut {
     pub close_allocations: bool,
 }
 
+/// An allocation's stored `resources` (a JSON list). One that does not
+/// decode is an error (logged, 500), never read as "no resources".
+pub fn decode_resources(stored: &str) -> Result<Vec<Resource>> {
+    serde_json::from_str(stored)
+        .map_err(|e| StoreError::Internal(format!("unreadable stored resources: {e}")))
+}
+
 /// A stored answer to replay for a repeated `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -535,6 +542,62 @@ pub struct StoredResponse {
     /// Headers worth replaying (content type, location, etag), as name/value pairs.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl StoredResponse {
+    /// The stored form: headers and body as JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::json!({
+            "headers": self.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&self.body),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Reads [`StoredResponse::encode`]'s form back. One that does not
+    /// decode is an error (logged, 500), never replayed as an empty answer.
+    pub fn decode(status: i64, stored: &[u8]) -> Result<StoredResponse> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            headers: Vec<(String, String)>,
+            body: String,
+        }
+        let unreadable =
+            |why: String| StoreError::Internal(format!("unreadable stored answer: {why}"));
+        let s: Stored = serde_json::from_slice(stored).map_err(|e| unreadable(e.to_string()))?;
+        Ok(StoredResponse {
+            status: u16::try_from(status).map_err(|e| unreadable(e.to_string()))?,
+            headers: s.headers,
+            body: s.body.into_bytes(),
+        })
+    }
+}
+
+/// A stored key as a backend reads it: the request's fingerprint, and its
+/// answer (status and [`StoredResponse::encode`]d body) once it has one.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub fingerprint: Vec<u8>,
+    pub status: Option<i64>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl IdempotencyReservation {
+    /// What a key already stored means for a request with `fingerprint`:
+    /// another request (422), still running (409), or its answer to replay.
+    pub fn of_stored(found: StoredKey, fingerprint: [u8; 32]) -> Result<IdempotencyReservation> {
+        if found.fingerprint != fingerprint {
+            return Ok(IdempotencyReservation::Mismatch);
+        }
+        match found.status {
+            None => Ok(IdempotencyReservation::InFlight),
+            Some(status) => {
+                StoredResponse::decode(status, found.body.as_deref().unwrap_or_default())
+                    .map(IdempotencyReservation::Replay)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
