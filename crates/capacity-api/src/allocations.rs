@@ -2,12 +2,13 @@
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::error::not_found;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
+use crate::params::parse_resource_type;
 use crate::params::{opt_parse, path_id};
-use crate::pools::{not_found, parse_resource_type};
 use crate::schemas::{AllocationView, UtilisationSeries};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -372,14 +373,14 @@ pub async fn patch(
     path = "/v1/capacity/allocations/{id}/history",
     operation_id = "allocationHistory",
     tag = "allocations",
-    params(("id" = AllocationId, Path, description = "The allocation's id"), crate::pools::PageQuery),
+    params(("id" = AllocationId, Path, description = "The allocation's id"), crate::page::PageQuery),
     responses((status = 200, description = "Every change: who, when, why, before and after", body = ListBody<HistoryEntry>))
 )]
 pub async fn history(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<crate::pools::PageQuery>,
+    Query(q): Query<crate::page::PageQuery>,
 ) -> ApiResult<Response> {
     let page = page_request(q.limit.as_deref(), q.cursor.as_deref())?;
     let id = path_id(&id, AllocationId::parse, "allocation")?;

@@ -327,3 +327,11 @@ impl NumberCompat for serde_json::Number {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Maps a store "not found" to a message naming the resource.
+pub fn not_found(e: StoreError, what: &str) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(what),
+        e => e.into(),
+    }
+}

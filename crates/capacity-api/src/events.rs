@@ -3,11 +3,11 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::error::not_found;
 use crate::extract::Query;
 use crate::page::ListBody;
 use crate::page::{DataBody, list_body, page_request};
 use crate::params::opt_parse;
-use crate::pools::not_found;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use capacity_domain::Instant;

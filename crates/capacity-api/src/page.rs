@@ -3,7 +3,8 @@
 
 use crate::error::ApiError;
 use capacity_store::{Page, PageRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
@@ -110,4 +111,16 @@ pub fn list_body<T, U>(page: Page<T>, view: impl FnMut(T) -> U) -> ListBody<U> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DataBody<T> {
     pub data: T,
+}
+
+/// `limit` and `cursor`, the query of a list that takes no filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `meta.cursor` of the previous page.
+    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
+    pub cursor: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! Small parsing helpers for path segments, query filters and text fields.
 
 use crate::error::ApiError;
+use capacity_domain::ResourceType;
 
 /// Parses an optional filter value, naming the parameter on failure.
 pub fn opt_parse<T, E: std::fmt::Display>(
@@ -41,4 +42,11 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
         ));
     }
     Ok(v.to_owned())
+}
+
+/// A resource type named in a query or path.
+pub fn parse_resource_type(s: &str) -> Result<ResourceType, &'static str> {
+    ResourceType::parse(s).ok_or(
+        "must be one of talent_hours, compute, storage_gb, agent_credits, intelligence_units",
+    )
 }

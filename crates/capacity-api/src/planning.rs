@@ -2,12 +2,13 @@
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::error::not_found;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::page::ListBody;
 use crate::page::{DataBody, Meta, PagedBody, list_body, page_request, page_request_within};
+use crate::params::parse_resource_type;
 use crate::params::{opt_parse, path_id};
-use crate::pools::{not_found, parse_resource_type};
 use crate::schemas::{
     AllocationCost, CostReport, CostTotal, DemandForecast, DemandRequestView, DemandWeek,
     ExpiringAllocation, Money, PoolCost,

@@ -2,11 +2,11 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, not_found};
 use crate::extract::{Json, Query};
 use crate::page::ListBody;
-use crate::page::{DataBody, list_body, page_request};
-use crate::params::{opt_parse, path_id};
+use crate::page::{DataBody, PageQuery, list_body, page_request};
+use crate::params::{opt_parse, parse_resource_type, path_id};
 use crate::schemas::{AdjustmentResult, PoolView};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -67,12 +67,6 @@ pub async fn list(
     Ok(axum::Json(list_body(pools, |p| p)).into_response())
 }
 
-pub fn parse_resource_type(s: &str) -> Result<ResourceType, &'static str> {
-    ResourceType::parse(s).ok_or(
-        "must be one of talent_hours, compute, storage_gb, agent_credits, intelligence_units",
-    )
-}
-
 /// Get a capacity pool
 #[utoipa::path(
     get,
@@ -94,14 +88,6 @@ pub async fn get(
         .await
         .map_err(|e| not_found(e, "capacity pool"))?;
     Ok(axum::Json(DataBody { data: pool }).into_response())
-}
-
-/// Maps a store "not found" to a message naming the resource.
-pub fn not_found(e: capacity_store::StoreError, what: &str) -> ApiError {
-    match e {
-        capacity_store::StoreError::NotFound => ApiError::not_found(what),
-        e => e.into(),
-    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -276,17 +262,6 @@ pub async fn adjust(
         .map_err(|e| not_found(e, "capacity pool"))?;
     let body = serde_json::json!({ "data": { "adjustment": adjustment, "pool": pool } });
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
-    /// `meta.cursor` of the previous page.
-    #[param(value_type = Option<String>, pattern = "^c[0-9a-f]{1,15}$")]
-    pub cursor: Option<String>,
 }
 
 /// List a pool's supply ledger

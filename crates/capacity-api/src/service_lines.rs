@@ -3,10 +3,10 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::error::not_found;
 use crate::extract::{Json, Query};
 use crate::page::{Meta, PagedBody, page_request_within};
 use crate::params::path_id;
-use crate::pools::not_found;
 use crate::schemas::ServiceLineView;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};

@@ -3,12 +3,13 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dispatcher::WebhookNet;
+use crate::error::not_found;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EVENT_TYPES;
 use crate::extract::{Json, Query};
 use crate::page::ListBody;
+use crate::page::PageQuery;
 use crate::page::{DataBody, list_body, page_request};
-use crate::pools::{PageQuery, not_found};
 use crate::schemas::{DeliveryView, WebhookEndpointCreated, WebhookEndpointView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

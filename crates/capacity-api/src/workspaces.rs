@@ -4,10 +4,11 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::error::not_found;
 use crate::extract::{Json, Query};
+use crate::page::PageQuery;
 use crate::page::{DataBody, ListBody, list_body, page_request};
 use crate::params::{path_id, text};
-use crate::pools::{PageQuery, not_found};
 use crate::schemas::WorkspaceView;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
