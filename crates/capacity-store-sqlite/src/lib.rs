@@ -125,7 +125,7 @@ impl SqliteStore {
             .map(|_| connect_reader(&path))
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            writer: Writer::start(conn, Some(connect(&path)?)),
+            writer: Writer::start(conn, Some(connect(&path)?))?,
             readers: Readers::start(point, heavy)?,
             forecasts: Default::default(),
         })

@@ -45,7 +45,7 @@
 //! its own savepoint, as above. Running these first is one of the orders
 //! the batch's writes could have arrived in: none of them has been answered.
 
-use crate::sql::MintedInBatch;
+use crate::sql::{DbResult, MintedInBatch};
 use capacity_store::{Result, StoreError};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -151,8 +151,13 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer on `conn`; with `checkpoints`, a connection to
-    /// the same database, checkpoints run on a thread of their own.
-    pub fn start(mut conn: Connection, checkpoints: Option<Connection>) -> Writer {
+    /// the same database, checkpoints run on a thread of their own. Fails
+    /// (the store does not open) when a thread cannot be started or the
+    /// connection refuses its settings.
+    pub fn start(mut conn: Connection, checkpoints: Option<Connection>) -> Result<Writer> {
+        let thread = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("cannot start the SQLite {what} thread: {e}"))
+        };
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(4096);
         let wal = wal_file(&conn);
         if let (Some(_), Some(checkpoints)) = (&wal, checkpoints) {
@@ -169,15 +174,14 @@ impl Writer {
                     std::thread::Builder::new()
                         .name("sqlite-checkpoint".into())
                         .spawn(move || checkpoint(checkpoints, woken))
-                        .expect("spawn the SQLite checkpoint thread");
+                        .map_err(|e| thread("checkpoint", e))?;
                 }
                 Err(e) => tracing::error!(error = %e, "WAL hook not set: the writer checkpoints"),
             }
         }
         if wal.is_some() {
             // The syncing thread flushes instead (see the module's notes).
-            conn.execute_batch("PRAGMA synchronous = NORMAL")
-                .expect("set the writer's synchronous mode");
+            conn.execute_batch("PRAGMA synchronous = NORMAL").db()?;
         }
         let broken = Arc::new(AtomicBool::new(false));
         let (synced_tx, synced_rx) = std::sync::mpsc::channel::<Vec<Box<dyn Job>>>();
@@ -186,13 +190,13 @@ impl Writer {
             std::thread::Builder::new()
                 .name("sqlite-sync".into())
                 .spawn(move || sync(wal, synced_rx, &broken))
-                .expect("spawn the SQLite sync thread");
+                .map_err(|e| thread("sync", e))?;
         }
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, synced_tx, &broken))
-            .expect("spawn the SQLite writer thread");
-        Writer { jobs: tx }
+            .map_err(|e| thread("writer", e))?;
+        Ok(Writer { jobs: tx })
     }
 
     /// Runs `f` in the writer's transaction and answers once it is durable.
@@ -437,7 +441,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL UNIQUE)")
             .unwrap();
-        (Writer::start(conn, None), dir)
+        (Writer::start(conn, None).unwrap(), dir)
     }
 
     fn insert(c: &Connection, v: &str) -> Result<()> {
@@ -486,7 +490,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE b (v BLOB NOT NULL)")
             .unwrap();
-        let w = Writer::start(conn, Some(Connection::open(&path).unwrap()));
+        let w = Writer::start(conn, Some(Connection::open(&path).unwrap())).unwrap();
         let pages = i64::from(CHECKPOINT_PAGES) + 100;
         w.write(move |c| {
             c.execute(
