@@ -219,42 +219,15 @@ pub async fn update(
     q.push(" FOR UPDATE");
     db.query_opt_built(&q).await?.ok_or(StoreError::NotFound)?;
     let (seq, request) = load(db, scope, id).await?;
-    if request.status != RequestStatus::Pending {
-        return Err(StoreError::conflict(
-            "request_not_pending",
-            format!(
-                "request {id} is {}; only pending requests change",
-                request.status.as_str()
-            ),
-        ));
-    }
-    if update.status == RequestStatus::Pending {
-        return Err(StoreError::invalid(
-            "status",
-            "must be fulfilled or cancelled",
-        ));
-    }
-    if let Some(a) = &update.allocation_id {
-        if update.status != RequestStatus::Fulfilled {
-            return Err(StoreError::invalid(
-                "allocation_id",
-                "is only for fulfilled requests",
-            ));
-        }
-        match allocations::load(db, scope, a, now).await {
-            Ok((_, alloc)) if alloc.workspace_id == request.workspace_id => {}
-            Ok(_) => {
-                return Err(StoreError::invalid(
-                    "allocation_id",
-                    "belongs to another workspace",
-                ));
-            }
-            Err(StoreError::NotFound) => {
-                return Err(StoreError::invalid("allocation_id", "names no allocation"));
-            }
+    let allocation_ws = match &update.allocation_id {
+        None => None,
+        Some(a) => match allocations::load(db, scope, a, now).await {
+            Ok((_, alloc)) => Some(alloc.workspace_id),
+            Err(StoreError::NotFound) => None,
             Err(e) => return Err(e),
-        }
-    }
+        },
+    };
+    let updated = update.apply(&request, allocation_ws.as_ref(), now)?;
     db.execute(
         "UPDATE demand_requests SET status = $1, allocation_id = $2, updated_at = $3 WHERE seq = $4",
         &[
@@ -265,7 +238,7 @@ pub async fn update(
         ],
     )
     .await?;
-    Ok(load(db, scope, id).await?.1)
+    Ok(updated)
 }
 
 pub async fn list(

@@ -228,47 +228,20 @@ pub fn update(
     now: Instant,
 ) -> Result<DemandRequest, StoreError> {
     let (seq, request) = load(conn, scope, id)?;
-    if request.status != RequestStatus::Pending {
-        return Err(StoreError::conflict(
-            "request_not_pending",
-            format!(
-                "request {id} is {}; only pending requests change",
-                request.status.as_str()
-            ),
-        ));
-    }
-    if update.status == RequestStatus::Pending {
-        return Err(StoreError::invalid(
-            "status",
-            "must be fulfilled or cancelled",
-        ));
-    }
-    if let Some(a) = &update.allocation_id {
-        if update.status != RequestStatus::Fulfilled {
-            return Err(StoreError::invalid(
-                "allocation_id",
-                "is only for fulfilled requests",
-            ));
-        }
-        match allocations::load(conn, scope, a, now) {
-            Ok((_, alloc)) if alloc.workspace_id == request.workspace_id => {}
-            Ok(_) => {
-                return Err(StoreError::invalid(
-                    "allocation_id",
-                    "belongs to another workspace",
-                ));
-            }
-            Err(StoreError::NotFound) => {
-                return Err(StoreError::invalid("allocation_id", "names no allocation"));
-            }
+    let allocation_ws = match &update.allocation_id {
+        None => None,
+        Some(a) => match allocations::load(conn, scope, a, now) {
+            Ok((_, alloc)) => Some(alloc.workspace_id),
+            Err(StoreError::NotFound) => None,
             Err(e) => return Err(e),
-        }
-    }
+        },
+    };
+    let updated = update.apply(&request, allocation_ws.as_ref(), now)?;
     conn.prepare_cached("UPDATE demand_requests SET status = ?1, allocation_id = ?2, updated_at = ?3 WHERE seq = ?4")
         .db()?
         .execute(params![update.status.as_str(), update.allocation_id.as_ref().map(|a| a.as_str()), now.micros(), seq])
         .db()?;
-    Ok(load(conn, scope, id)?.1)
+    Ok(updated)
 }
 
 pub fn list(

@@ -725,6 +725,61 @@ pub struct RequestUpdate {
     pub allocation_id: Option<AllocationId>,
 }
 
+impl RequestUpdate {
+    /// The request as it reads once updated (read under its lock), or why
+    /// not: only a pending request changes, to `fulfilled` or `cancelled`;
+    /// `allocation_id` only when fulfilled, naming an allocation of the
+    /// request's workspace. `allocation_ws` is the workspace of the
+    /// allocation it names, as the caller sees it (`None`: it sees none).
+    pub fn apply(
+        &self,
+        request: &DemandRequest,
+        allocation_ws: Option<&WorkspaceId>,
+        now: Instant,
+    ) -> Result<DemandRequest> {
+        if request.status != RequestStatus::Pending {
+            return Err(StoreError::conflict(
+                "request_not_pending",
+                format!(
+                    "request {} is {}; only pending requests change",
+                    request.id,
+                    request.status.as_str()
+                ),
+            ));
+        }
+        if self.status == RequestStatus::Pending {
+            return Err(StoreError::invalid(
+                "status",
+                "must be fulfilled or cancelled",
+            ));
+        }
+        if self.allocation_id.is_some() {
+            if self.status != RequestStatus::Fulfilled {
+                return Err(StoreError::invalid(
+                    "allocation_id",
+                    "is only for fulfilled requests",
+                ));
+            }
+            match allocation_ws {
+                None => return Err(StoreError::invalid("allocation_id", "names no allocation")),
+                Some(ws) if ws != &request.workspace_id => {
+                    return Err(StoreError::invalid(
+                        "allocation_id",
+                        "belongs to another workspace",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(DemandRequest {
+            status: self.status,
+            allocation_id: self.allocation_id.clone(),
+            updated_at: now,
+            ..request.clone()
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub workspace_id: Option<WorkspaceId>,
