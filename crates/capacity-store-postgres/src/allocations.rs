@@ -477,49 +477,24 @@ fn judge(
         })
         .ok_or(StoreError::NotFound)?;
     let pool = state.pool.clone();
-    let starts_at = new.starts_at.unwrap_or(now);
-    if let Some(end) = new.ends_at {
-        if end < now {
-            return Err(StoreError::invalid("ends_at", "must not be in the past"));
-        }
-        if end <= starts_at {
-            return Err(StoreError::invalid("ends_at", "must be after starts_at"));
-        }
-    }
-    let committed = new
-        .committed
-        .checked_per_period(pool.period, "committed_per_week")?;
-    // The service line ([`capacity_store::use_line`]). An existing line is
-    // share-locked until commit, so it cannot be closed under an allocation
-    // being made for it. Two transactions registering the same new line race
-    // on its primary key; the loser is run again by the store and then finds
-    // the line.
+    // The service line is share-locked until commit (the batch's query), so
+    // it cannot be closed under an allocation being made for it. Two
+    // transactions registering the same new line race on its primary key;
+    // the loser is run again by the store and then finds the line.
     let line_id = new.service_line_id.as_str();
-    let new_line = capacity_store::use_line(
-        &req.scope,
-        &new.service_line_id,
-        lines.get(line_id),
-        &pool.workspace_id,
-    )?;
-    let terms = [(starts_at, committed)];
-    let change = capacity_domain::timeline::CommitmentSchedule {
+    let capacity_store::CreatePlan {
         starts_at,
-        ends_at: new.ends_at,
-        closed_at: None,
-        terms: &terms,
-    }
-    .timeline();
-    check_change(
+        committed,
+        change,
+        registers_line: new_line,
+    } = new.plan(
+        &req.scope,
+        &pool,
         &state.supply,
-        pool.overcommit_ratio,
         &state.committed,
-        &change,
+        lines.get(line_id),
         now,
-    )
-    .map_err(|overcommit| StoreError::InsufficientCapacity {
-        overcommit,
-        unit: unit_name(pool.resource_type),
-    })?;
+    )?;
 
     // Accepted. The record and its JSON are built with the id left empty;
     // the statement puts the minted id in (the view's first field).

@@ -345,39 +345,13 @@ pub fn create(
         supply,
         committed: before,
     } = pools::load_for_write(conn, scope, &new.capacity_pool_id, now)?;
-    let starts_at = new.starts_at.unwrap_or(now);
-    if let Some(end) = new.ends_at {
-        if end < now {
-            return Err(StoreError::invalid("ends_at", "must not be in the past"));
-        }
-        if end <= starts_at {
-            return Err(StoreError::invalid("ends_at", "must be after starts_at"));
-        }
-    }
-    let committed = new
-        .committed
-        .checked_per_period(pool.period, "committed_per_week")?;
-    let line_is_new = capacity_store::use_line(
-        scope,
-        &new.service_line_id,
-        crate::service_lines::registration(conn, &new.service_line_id)?.as_ref(),
-        &pool.workspace_id,
-    )?;
-
-    let terms = [(starts_at, committed)];
-    let change = capacity_domain::timeline::CommitmentSchedule {
+    let line = crate::service_lines::registration(conn, &new.service_line_id)?;
+    let capacity_store::CreatePlan {
         starts_at,
-        ends_at: new.ends_at,
-        closed_at: None,
-        terms: &terms,
-    }
-    .timeline();
-    check_change(&supply, pool.overcommit_ratio, &before, &change, now).map_err(|overcommit| {
-        StoreError::InsufficientCapacity {
-            overcommit,
-            unit: unit_name(pool.resource_type),
-        }
-    })?;
+        committed,
+        change,
+        registers_line: line_is_new,
+    } = new.plan(scope, &pool, &supply, &before, line.as_ref(), now)?;
 
     // Judged: from here on it only writes.
     if line_is_new {

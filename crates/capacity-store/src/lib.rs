@@ -225,7 +225,77 @@ pub struct NewAllocation {
     pub ends_at: Option<Instant>,
 }
 
+/// What creating an allocation comes to, decided once both backends have
+/// read the pool (its supply and commitments, under their write lock) and
+/// the named service line's registration.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    pub starts_at: Instant,
+    /// Per the pool's period.
+    pub committed: Quantity,
+    /// The commitment this adds to the pool, over time.
+    pub change: Timeline,
+    /// The create registers the service line (a platform naming a new one).
+    pub registers_line: bool,
+}
+
 impl NewAllocation {
+    /// The rules of a create (SPEC §4, §5): `ends_at` in the future and
+    /// after the start, the commitment in the pool's period and within the
+    /// largest quantity, the service line ([`use_line`]), and no instant from
+    /// now on committed beyond supply × ratio ([`check_change`]).
+    ///
+    /// [`check_change`]: capacity_domain::timeline::check_change
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan(
+        &self,
+        scope: &Scope,
+        pool: &Pool,
+        supply: &Timeline,
+        committed_before: &Timeline,
+        line: Option<&LineRegistration>,
+        now: Instant,
+    ) -> Result<CreatePlan> {
+        let starts_at = self.starts_at.unwrap_or(now);
+        if let Some(end) = self.ends_at {
+            if end < now {
+                return Err(StoreError::invalid("ends_at", "must not be in the past"));
+            }
+            if end <= starts_at {
+                return Err(StoreError::invalid("ends_at", "must be after starts_at"));
+            }
+        }
+        let committed = self
+            .committed
+            .checked_per_period(pool.period, "committed_per_week")?;
+        let registers_line = use_line(scope, &self.service_line_id, line, &pool.workspace_id)?;
+        let terms = [(starts_at, committed)];
+        let change = capacity_domain::timeline::CommitmentSchedule {
+            starts_at,
+            ends_at: self.ends_at,
+            closed_at: None,
+            terms: &terms,
+        }
+        .timeline();
+        capacity_domain::timeline::check_change(
+            supply,
+            pool.overcommit_ratio,
+            committed_before,
+            &change,
+            now,
+        )
+        .map_err(|overcommit| StoreError::InsufficientCapacity {
+            overcommit,
+            unit: unit_name(pool.resource_type),
+        })?;
+        Ok(CreatePlan {
+            starts_at,
+            committed,
+            change,
+            registers_line,
+        })
+    }
+
     /// The allocation this creates, as it reads once written (so it need not
     /// be read back): minted `id`, on `pool`, committing `committed` (in the
     /// pool's period) from `starts_at`, with no usage yet.
