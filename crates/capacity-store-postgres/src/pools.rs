@@ -7,7 +7,7 @@ use crate::events::insert_event;
 use crate::sql::{Db, DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
-use capacity_domain::timeline::{Timeline, check_change};
+use capacity_domain::timeline::Timeline;
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use std::collections::HashMap;
@@ -739,19 +739,8 @@ pub async fn adjust(
 ) -> Result<(Adjustment, Pool), StoreError> {
     let seq = lock(db, scope, id).await?;
     let (_, pool) = load(db, scope, id, now).await?;
-    let effective_at = adj.effective_at.unwrap_or(now);
-    if effective_at < now {
-        return Err(StoreError::invalid(
-            "effective_at",
-            "must not be in the past",
-        ));
-    }
-    let supply = supply_timeline(db, seq).await?;
-    let after = supply.plus(&Timeline::from_steps([(
-        effective_at,
-        adj.delta.thousandths(),
-    )]));
-    capacity_store::check_supply_range(&after, now)?;
+    let plan = adj.plan(&supply_timeline(db, seq).await?, now)?;
+    let effective_at = plan.effective_at;
     let adj_id = insert_supply_change(
         db,
         seq,
@@ -774,18 +763,8 @@ pub async fn adjust(
         now,
     )
     .await?;
-    // A reduction is a fact and is accepted; if it leaves commitments above
-    // supply at some instant from now on, say so.
     let committed = commitment_timeline(db, seq, now).await?;
-    if adj.delta.thousandths() < 0
-        && let Err(over) = check_change(
-            &after,
-            pool.overcommit_ratio,
-            &Timeline::default(),
-            &committed,
-            now,
-        )
-    {
+    if let Some(over) = plan.overcommitment(adj.delta, pool.overcommit_ratio, &committed, now) {
         insert_event(
             db,
             "capacity.pool_overcommitted",

@@ -4,7 +4,7 @@ use crate::events::insert_event;
 use crate::sql::{DbResult, Query, mint_id, text_or_internal};
 use capacity_domain::ids::MintedPrefix;
 use capacity_domain::model::{Adjustment, Pool, SupplySource, UnitPrice};
-use capacity_domain::timeline::{Timeline, check_change};
+use capacity_domain::timeline::Timeline;
 use capacity_domain::{Delta, Instant, OrgId, Period, PoolId, ResourceType, WorkspaceId};
 use capacity_store::{NewAdjustment, NewPool, Page, PageRequest, PoolFilter, Scope, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -377,19 +377,8 @@ pub fn adjust(
     now: Instant,
 ) -> Result<(Adjustment, Pool), StoreError> {
     let (seq, pool) = load(conn, scope, id, now)?;
-    let effective_at = adj.effective_at.unwrap_or(now);
-    if effective_at < now {
-        return Err(StoreError::invalid(
-            "effective_at",
-            "must not be in the past",
-        ));
-    }
-    let supply = supply_timeline(conn, seq)?;
-    let after = supply.plus(&Timeline::from_steps([(
-        effective_at,
-        adj.delta.thousandths(),
-    )]));
-    capacity_store::check_supply_range(&after, now)?;
+    let plan = adj.plan(&supply_timeline(conn, seq)?, now)?;
+    let effective_at = plan.effective_at;
     let adj_id = insert_supply_change(
         conn,
         seq,
@@ -410,18 +399,8 @@ pub fn adjust(
         &pool_after,
         now,
     )?;
-    // A reduction is a fact and is accepted; if it leaves commitments above
-    // supply at some instant from now on, say so.
     let committed = commitment_timeline(conn, seq, now)?;
-    if adj.delta.thousandths() < 0
-        && let Err(over) = check_change(
-            &after,
-            pool.overcommit_ratio,
-            &Timeline::default(),
-            &committed,
-            now,
-        )
-    {
+    if let Some(over) = plan.overcommitment(adj.delta, pool.overcommit_ratio, &committed, now) {
         insert_event(
             conn,
             "capacity.pool_overcommitted",

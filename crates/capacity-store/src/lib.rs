@@ -178,6 +178,63 @@ pub struct NewAdjustment {
     pub effective_at: Option<Instant>,
 }
 
+/// What a supply adjustment comes to, decided once the backend has read
+/// the pool's supply (under its write lock).
+#[derive(Debug, Clone)]
+pub struct AdjustmentPlan {
+    pub effective_at: Instant,
+    /// The pool's supply once adjusted.
+    pub supply_after: Timeline,
+}
+
+impl NewAdjustment {
+    /// The rules of an adjustment: effective now or later, never before;
+    /// the supply stays within [0, 10^12] units at every instant from now on.
+    pub fn plan(&self, supply: &Timeline, now: Instant) -> Result<AdjustmentPlan> {
+        let effective_at = self.effective_at.unwrap_or(now);
+        if effective_at < now {
+            return Err(StoreError::invalid(
+                "effective_at",
+                "must not be in the past",
+            ));
+        }
+        let supply_after = supply.plus(&Timeline::from_steps([(
+            effective_at,
+            self.delta.thousandths(),
+        )]));
+        check_supply_range(&supply_after, now)?;
+        Ok(AdjustmentPlan {
+            effective_at,
+            supply_after,
+        })
+    }
+}
+
+impl AdjustmentPlan {
+    /// A reduction is a fact and is accepted; where it leaves `committed`
+    /// above supply × `ratio` at some instant from now on, the first such
+    /// instant (announced as `capacity.pool_overcommitted`).
+    pub fn overcommitment(
+        &self,
+        delta: Delta,
+        ratio: i64,
+        committed: &Timeline,
+        now: Instant,
+    ) -> Option<Overcommit> {
+        if delta.thousandths() >= 0 {
+            return None;
+        }
+        capacity_domain::timeline::check_change(
+            &self.supply_after,
+            ratio,
+            &Timeline::default(),
+            committed,
+            now,
+        )
+        .err()
+    }
+}
+
 /// A commitment as written: per the pool's period, or per week (converted).
 #[derive(Debug, Clone, Copy)]
 pub enum CommitmentInput {
