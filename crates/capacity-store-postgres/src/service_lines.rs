@@ -20,9 +20,9 @@ use crate::allocations;
 use crate::events::insert_event;
 use crate::pools;
 use crate::sql::{Db, DbResult, Query, text_or_internal};
-use capacity_domain::model::{Allocation, AllocationStatus, ServiceLine, ServiceLineStatus};
+use capacity_domain::model::{Allocation, ServiceLine, ServiceLineStatus};
 use capacity_domain::{AllocationId, Instant, OrgId, PoolId, ServiceLineId, WorkspaceId};
-use capacity_store::{AllocationPatch, LineRegistration, Scope, ServiceLinePut, StoreError};
+use capacity_store::{LineRegistration, OpenAllocations, Scope, ServiceLinePut, StoreError};
 
 async fn load(
     db: &Db<'_>,
@@ -181,26 +181,26 @@ pub async fn put(
             false
         }
     };
-    if put.status == ServiceLineStatus::Closed && !was_closed || put.close_allocations {
+    let effect = put.open_allocations(id, was_closed);
+    if !matches!(effect, OpenAllocations::Keep) {
         for alloc_id in open_allocations(db, id).await? {
-            if put.close_allocations && put.status == ServiceLineStatus::Closed {
-                let patch = AllocationPatch {
-                    status: Some(AllocationStatus::Closed),
-                    reason: Some(format!("service line {id} closed")),
-                    ..AllocationPatch::default()
-                };
-                allocations::patch(db, scope, &alloc_id, patch, now, cache).await?;
-            } else if put.status == ServiceLineStatus::Closed {
-                let (_, a) = allocations::load(db, scope, &alloc_id, now).await?;
-                insert_event(
-                    db,
-                    "capacity.allocation_orphaned",
-                    &a.organization_id,
-                    &a.workspace_id,
-                    a.view(now),
-                    now,
-                )
-                .await?;
+            match &effect {
+                OpenAllocations::Close(patch) => {
+                    allocations::patch(db, scope, &alloc_id, patch.clone(), now, cache).await?;
+                }
+                OpenAllocations::Orphan => {
+                    let (_, a) = allocations::load(db, scope, &alloc_id, now).await?;
+                    insert_event(
+                        db,
+                        "capacity.allocation_orphaned",
+                        &a.organization_id,
+                        &a.workspace_id,
+                        a.view(now),
+                        now,
+                    )
+                    .await?;
+                }
+                OpenAllocations::Keep => {}
             }
         }
     }

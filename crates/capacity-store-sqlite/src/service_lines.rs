@@ -4,9 +4,9 @@
 use crate::allocations;
 use crate::events::insert_event;
 use crate::sql::{DbResult, Query, text_or_internal};
-use capacity_domain::model::{Allocation, AllocationStatus, ServiceLine, ServiceLineStatus};
+use capacity_domain::model::{Allocation, ServiceLine, ServiceLineStatus};
 use capacity_domain::{AllocationId, Instant, OrgId, ServiceLineId, WorkspaceId};
-use capacity_store::{AllocationPatch, LineRegistration, Scope, ServiceLinePut, StoreError};
+use capacity_store::{LineRegistration, OpenAllocations, Scope, ServiceLinePut, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn load(
@@ -119,25 +119,25 @@ pub fn put(
             false
         }
     };
-    if put.status == ServiceLineStatus::Closed && !was_closed || put.close_allocations {
+    let effect = put.open_allocations(id, was_closed);
+    if !matches!(effect, OpenAllocations::Keep) {
         for alloc_id in open_allocations(conn, id)? {
-            if put.close_allocations && put.status == ServiceLineStatus::Closed {
-                let patch = AllocationPatch {
-                    status: Some(AllocationStatus::Closed),
-                    reason: Some(format!("service line {id} closed")),
-                    ..AllocationPatch::default()
-                };
-                allocations::patch(conn, scope, &alloc_id, patch, now)?;
-            } else if put.status == ServiceLineStatus::Closed {
-                let (_, a) = allocations::load(conn, scope, &alloc_id, now)?;
-                insert_event(
-                    conn,
-                    "capacity.allocation_orphaned",
-                    &a.organization_id,
-                    &a.workspace_id,
-                    a.view(now),
-                    now,
-                )?;
+            match &effect {
+                OpenAllocations::Close(patch) => {
+                    allocations::patch(conn, scope, &alloc_id, patch.clone(), now)?;
+                }
+                OpenAllocations::Orphan => {
+                    let (_, a) = allocations::load(conn, scope, &alloc_id, now)?;
+                    insert_event(
+                        conn,
+                        "capacity.allocation_orphaned",
+                        &a.organization_id,
+                        &a.workspace_id,
+                        a.view(now),
+                        now,
+                    )?;
+                }
+                OpenAllocations::Keep => {}
             }
         }
     }

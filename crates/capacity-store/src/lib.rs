@@ -662,6 +662,34 @@ pub fn decode_resources(stored: &str) -> Result<Vec<Resource>> {
         .map_err(|e| StoreError::Internal(format!("unreadable stored resources: {e}")))
 }
 
+/// What a service line's signal does to the line's open allocations.
+#[derive(Debug, Clone)]
+pub enum OpenAllocations {
+    Keep,
+    /// Each is orphaned: `capacity.allocation_orphaned`, and it still counts
+    /// against supply until closed.
+    Orphan,
+    /// Each is closed by this PATCH.
+    Close(AllocationPatch),
+}
+
+impl ServiceLinePut {
+    /// Closing a line orphans its open allocations, once, when it closes;
+    /// with `close_allocations` it closes them instead (again on a later
+    /// signal, for any opened since). Reopening changes none of them.
+    pub fn open_allocations(&self, line: &ServiceLineId, was_closed: bool) -> OpenAllocations {
+        match (self.status, self.close_allocations) {
+            (ServiceLineStatus::Closed, true) => OpenAllocations::Close(AllocationPatch {
+                status: Some(AllocationStatus::Closed),
+                reason: Some(format!("service line {line} closed")),
+                ..AllocationPatch::default()
+            }),
+            (ServiceLineStatus::Closed, false) if !was_closed => OpenAllocations::Orphan,
+            _ => OpenAllocations::Keep,
+        }
+    }
+}
+
 /// A stored answer to replay for a repeated `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
