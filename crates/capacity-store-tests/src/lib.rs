@@ -9,7 +9,8 @@
 //!
 //! Backends do not list the rules themselves: their test files call
 //! [`conformance_tests!`] with a function that opens a fresh store, and get
-//! one `#[tokio::test]` per rule, so a rule added here runs on every backend
+//! one `#[tokio::test]` per rule (`tests/every_rule_runs.rs` fails when a
+//! rule is left off the list), so a rule added here runs on every backend
 //! (`tests/sqlite.rs` always, `tests/postgres.rs` when
 //! `CAPACITY_TEST_POSTGRES_URL` is set).
 //!
