@@ -345,21 +345,20 @@ fn checkpoint(conn: Connection, woken: std::sync::mpsc::Receiver<i32>) {
         while let Ok(p) = woken.try_recv() {
             pages = p;
         }
-        // Here, not in the writer: a RESTART here made the writer wait in
+        // Only PASSIVE on this thread: a RESTART here made the writer wait in
         // its busy handler's coarse sleeps (create p99 80 ms small, 1 s large).
         tracing::trace!(pages, "checkpoint wanted");
-        for mode in ["PASSIVE"] {
-            let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            });
-            match done {
-                Ok((busy, wal, copied)) => tracing::debug!(mode, busy, wal, copied, "checkpoint"),
-                Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
-            }
+        let mode = "PASSIVE";
+        let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        match done {
+            Ok((busy, wal, copied)) => tracing::debug!(mode, busy, wal, copied, "checkpoint"),
+            Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
         }
     }
 }
