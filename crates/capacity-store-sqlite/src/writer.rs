@@ -34,7 +34,9 @@
 //! group that triggered it and every group queued behind it (create p99
 //! 65 ms). A passive checkpoint never waits for a lock, never blocks the
 //! writer or a reader; the WAL restarts from its start at the first write
-//! after a checkpoint that copied everything.
+//! after a checkpoint that copied everything. Under a steady stream of
+//! writes that never happens, so past [`RESTART_PAGES`] the writer runs a
+//! RESTART checkpoint itself between two groups, which bounds the WAL.
 //!
 //! A savepoint is not free: SQLite copies every page a savepoint changes
 //! into a sub-journal first, which for a write touching a thousand index
