@@ -6,38 +6,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn browser() -> Option<&'static str> {
-    ["chromium", "chromium-browser"].into_iter().find(|b| {
-        std::process::Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-/// The DOM once the page has read the API, with the token in the fragment.
-async fn render(app: &TestApp, browser: &'static str, token: &str) -> String {
-    let url = format!("{}/#token={token}", app.base);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The cell `field` of the row marked `row` (`data-forecast="…"`, …).
 fn cell<'a>(dom: &'a str, row: &str, field: &str) -> &'a str {
     let start = dom
@@ -59,10 +27,6 @@ fn number(v: &Value) -> String {
 
 #[tokio::test]
 async fn the_dashboard_plans_from_the_service_clock_with_units_and_the_apis_figures() {
-    let Some(browser) = browser() else {
-        eprintln!("skipped: no chromium on this machine");
-        return;
-    };
     let app = spawn_app().await;
     // An allocation with no commitment last week: its utilisation is null.
     app.activate_line("LIN-26-090001").await;
@@ -76,7 +40,12 @@ async fn the_dashboard_plans_from_the_service_clock_with_units_and_the_apis_figu
     assert_eq!(fresh.status, 201, "{}", fresh.body);
     let fresh_id = fresh.body["data"]["id"].as_str().unwrap().to_owned();
 
-    let dom = render(&app, browser, &app.tokens.org_read).await;
+    // The token in the fragment; the page reads the API once loaded.
+    let url = format!("{}/#token={}", app.base, app.tokens.org_read);
+    let Some(dom) = rendered_dom(url).await else {
+        eprintln!("skipped: no chromium on this machine");
+        return;
+    };
     // The service's clock, not the browser's: the next quarter is 2026-Q3.
     assert!(dom.contains(NOW), "{dom:.2000}");
     assert!(dom.contains("<option>2026-Q3</option>"), "{dom:.3000}");

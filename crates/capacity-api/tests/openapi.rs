@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_subset, spawn_app};
+use common::{assert_subset, rendered_dom, spawn_app};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -292,35 +292,11 @@ async fn a_problem_type_points_at_its_anchor_on_the_docs_page() {
 /// (`apt-get install chromium`); says it was skipped elsewhere.
 #[tokio::test]
 async fn docs_page_renders_in_headless_chromium_with_no_network() {
-    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        std::process::Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
+    let app = spawn_app().await;
+    let Some(dom) = rendered_dom(format!("{}/docs", app.base)).await else {
         eprintln!("skipped: no chromium on this machine");
         return;
     };
-    let app = spawn_app().await;
-    let url = format!("{}/docs", app.base);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains("Capacity API"), "rendered DOM: {dom:.500}");
     assert!(dom.contains("id=\"problem-insufficient_capacity\""));
     assert!(dom.contains("id=\"op-patchAllocation\""));

@@ -340,3 +340,34 @@ pub fn assert_problem(a: &Answer, status: u16, code: &str) {
         a.body["title"].is_string() && a.body["detail"].is_string() && a.body["type"].is_string()
     );
 }
+
+/// The DOM of `url` as headless Chromium (Debian's package) renders it,
+/// with every host but loopback unresolvable; `None` where no chromium is
+/// installed (the caller says it skipped).
+#[allow(dead_code)]
+pub async fn rendered_dom(url: String) -> Option<String> {
+    let browser = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })?;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
