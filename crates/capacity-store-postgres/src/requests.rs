@@ -626,19 +626,5 @@ pub async fn cost_data(
         .collect::<Result<_, tokio_postgres::Error>>()
         .db()?
     };
-    let mut out: Vec<(Pool, Vec<_>)> = pools.items.into_iter().map(|p| (p, Vec::new())).collect();
-    for a in allocs.items {
-        let used = used.get(a.id.as_str()).copied().unwrap_or(0);
-        let overlaps = a.commitment_timeline().peak(period.start, period.end) > 0;
-        if !(overlaps || used > 0) {
-            continue;
-        }
-        if let Some((_, rows)) = out.iter_mut().find(|(p, _)| p.id == a.capacity_pool_id) {
-            rows.push((a, Quantity::from_thousandths(used)));
-        }
-    }
-    Ok(CostData {
-        pools: out,
-        next: allocs.next,
-    })
+    Ok(CostData::assemble(pools.items, allocs, &used, period))
 }

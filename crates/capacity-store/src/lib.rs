@@ -980,6 +980,35 @@ pub struct CostData {
     pub next: Option<i64>,
 }
 
+impl CostData {
+    /// A page of the report from what a backend read: the workspace's
+    /// pools, a page of its allocations, and each one's usage in `period`
+    /// so far (by id; absent = none). An allocation is in the report when
+    /// it commits something in the period or was used in it.
+    pub fn assemble(
+        pools: Vec<Pool>,
+        allocations: Page<Allocation>,
+        used: &std::collections::HashMap<String, i64>,
+        period: PlanningPeriod,
+    ) -> CostData {
+        let mut out: Vec<(Pool, Vec<_>)> = pools.into_iter().map(|p| (p, Vec::new())).collect();
+        for a in allocations.items {
+            let used = used.get(a.id.as_str()).copied().unwrap_or(0);
+            let overlaps = a.commitment_timeline().peak(period.start, period.end) > 0;
+            if !(overlaps || used > 0) {
+                continue;
+            }
+            if let Some((_, rows)) = out.iter_mut().find(|(p, _)| p.id == a.capacity_pool_id) {
+                rows.push((a, Quantity::from_thousandths(used)));
+            }
+        }
+        CostData {
+            pools: out,
+            next: allocations.next,
+        }
+    }
+}
+
 /// A webhook endpoint to create. The secret is minted by the caller (API)
 /// and shown once.
 #[derive(Debug, Clone)]
